@@ -1,0 +1,155 @@
+"""Configuration from the environment: frozen dataclasses, validated at start-up, failing fast.
+
+Every variable is read through :class:`EnvReader`, which collects *all* problems and
+raises one :class:`ConfigError` naming each bad variable, so an operator fixes them in
+one go. The full list of variables is in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
+
+
+class ConfigError(Exception):
+    """Raised at start-up when one or more environment variables are missing or invalid."""
+
+
+class EnvReader:
+    """Reads typed values from an environment mapping and remembers every problem."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self.environ = os.environ if environ is None else environ
+        self.errors: list[str] = []
+
+    def _raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def str(self, name: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> str:
+        value = self._raw(name)
+        if value is None:
+            if default is None:
+                self.errors.append(f"{name} is required")
+                return ""
+            return default
+        if choices and value not in choices:
+            self.errors.append(f"{name}={value!r} must be one of {', '.join(choices)}")
+        return value
+
+    def int(self, name: str, default: int, *, min: int | None = None, max: int | None = None) -> int:
+        return self._number(name, default, int, min, max)
+
+    def float(self, name: str, default: float, *, min: float | None = None,
+              max: float | None = None) -> float:
+        return self._number(name, default, float, min, max)
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        self.errors.append(f"{name}={value!r} must be true or false")
+        return default
+
+    def floats(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            parsed = tuple(float(part) for part in value.split(","))
+        except ValueError:
+            self.errors.append(f"{name}={value!r} must be a comma-separated list of numbers")
+            return default
+        if not parsed or any(p < 0 for p in parsed):
+            self.errors.append(f"{name}={value!r} must list non-negative numbers")
+        return parsed
+
+    def _number(self, name: str, default: T, kind: type, lo: float | None, hi: float | None) -> T:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            parsed = kind(value)
+        except ValueError:
+            self.errors.append(f"{name}={value!r} must be {'an integer' if kind is int else 'a number'}")
+            return default
+        if (lo is not None and parsed < lo) or (hi is not None and parsed > hi):
+            self.errors.append(f"{name}={value!r} must be between {lo} and {hi}")
+        return parsed  # type: ignore[no-any-return]
+
+    def check(self) -> None:
+        if self.errors:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(self.errors))
+
+
+@dataclass(frozen=True)
+class MySQLConfig:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    pool_size: int
+
+    @classmethod
+    def read(cls, env: EnvReader) -> MySQLConfig:
+        return cls(
+            host=env.str("NJ_MYSQL_HOST", "127.0.0.1"),
+            port=env.int("NJ_MYSQL_PORT", 3306, min=1, max=65535),
+            user=env.str("NJ_MYSQL_USER", "root"),
+            password=env.environ.get("NJ_MYSQL_PASSWORD", ""),
+            database=env.str("NJ_MYSQL_DATABASE", "natterjack"),
+            pool_size=env.int("NJ_MYSQL_POOL_SIZE", 8, min=1, max=256),
+        )
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """What every service reads: identity, bus, stores, HTTP port, logging, shutdown."""
+
+    service: str
+    nats_url: str
+    nats_user: str
+    nats_password: str
+    request_timeout: float
+    mysql: MySQLConfig
+    redis_url: str
+    redis_prefix: str
+    http_host: str
+    http_port: int
+    log_level: str
+    log_file: str
+    shutdown_deadline: float
+
+    @classmethod
+    def read(cls, env: EnvReader, service: str, default_port: int) -> CommonConfig:
+        prefix = env.str("NJ_REDIS_PREFIX", "nj:")
+        if not prefix.endswith(":"):
+            env.errors.append(f"NJ_REDIS_PREFIX={prefix!r} must end with ':'")
+        return cls(
+            service=service,
+            nats_url=env.str("NJ_NATS_URL", "nats://127.0.0.1:4322"),
+            nats_user=env.environ.get("NJ_NATS_USER", ""),
+            nats_password=env.environ.get("NJ_NATS_PASSWORD", ""),
+            request_timeout=env.float("NJ_REQUEST_TIMEOUT_S", 5.0, min=0.05, max=120),
+            mysql=MySQLConfig.read(env),
+            redis_url=env.str("NJ_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            redis_prefix=prefix,
+            http_host=env.str("NJ_HTTP_HOST", "127.0.0.1"),
+            http_port=env.int(f"NJ_{service.upper().replace('-', '_')}_HTTP_PORT", default_port,
+                              min=0, max=65535),
+            log_level=env.str("NJ_LOG_LEVEL", "info", choices=("debug", "info", "warning", "error")),
+            log_file=env.environ.get("NJ_LOG_FILE", ""),
+            shutdown_deadline=env.float("NJ_SHUTDOWN_DEADLINE_S", 10.0, min=0.1, max=600),
+        )

@@ -1,0 +1,118 @@
+"""MySQL through pymysql: blocking calls run in worker threads, bounded by the pool size.
+
+Each :meth:`Database.transaction` borrows one connection, runs a function with a cursor
+in a thread, commits, and returns the connection. Losing the connection is retried with
+exponential backoff (callers pass only idempotent work as retryable); after the last
+attempt the caller gets :class:`libs.errors.Unavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import pymysql
+import pymysql.cursors
+import trio
+
+from . import log
+from .config import MySQLConfig
+from .errors import Unavailable
+
+T = TypeVar("T")
+logger = log.get("db")
+# Server gone, lost connection, can't connect, server shutting down, lock wait, deadlock.
+_RETRYABLE = {2003, 2006, 2013, 2055, 1053, 1205, 1213}
+Cursor = pymysql.cursors.DictCursor
+
+
+class Database:
+    def __init__(self, config: MySQLConfig, *, database: str | None = None,
+                 connect_timeout: float = 3.0, attempts: int = 4, backoff: float = 0.1):
+        self.config = config
+        self.database = config.database if database is None else database
+        self.connect_timeout = connect_timeout
+        self.attempts = attempts
+        self.backoff = backoff
+        self.limiter = trio.CapacityLimiter(config.pool_size)
+        self._idle: list[pymysql.Connection] = []  # type: ignore[type-arg]
+
+    def _connect(self) -> pymysql.Connection:  # type: ignore[type-arg]
+        return pymysql.connect(
+            host=self.config.host, port=self.config.port, user=self.config.user,
+            password=self.config.password, database=self.database or None, charset="utf8mb4",
+            autocommit=False, connect_timeout=self.connect_timeout,
+            read_timeout=30, write_timeout=30, cursorclass=Cursor)
+
+    def _run_sync(self, fn: Callable[[Any], T]) -> T:
+        conn = self._idle.pop() if self._idle else self._connect()
+        try:
+            with conn.cursor() as cursor:
+                result = fn(cursor)
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except pymysql.Error:
+                conn.close()
+                raise
+            self._idle.append(conn)
+            raise
+        self._idle.append(conn)
+        return result
+
+    async def transaction(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:
+        """Run ``fn(cursor)`` in one transaction in a worker thread; returns its result."""
+        delay = self.backoff
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await trio.to_thread.run_sync(self._run_sync, fn, limiter=self.limiter)
+            except pymysql.err.OperationalError as exc:
+                code = exc.args[0] if exc.args else 0
+                if code not in _RETRYABLE:
+                    raise
+                if not retry or attempt == self.attempts:
+                    raise Unavailable("database unavailable", details={"mysql": code}) from exc
+                logger.warning("db.retry", attempt=attempt, error=str(exc), retry_in=delay)
+                await trio.sleep(delay)
+                delay *= 2
+            except pymysql.err.InterfaceError as exc:
+                if not retry or attempt == self.attempts:
+                    raise Unavailable("database unavailable") from exc
+                await trio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    async def fetchall(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        def run(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+        return await self.transaction(run)
+
+    async def fetchone(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        rows = await self.fetchall(sql, args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> int:
+        def run(cur: Any) -> int:
+            return int(cur.execute(sql, args))
+        return await self.transaction(run)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        def run(cur: Any) -> int:
+            return int(cur.executemany(sql, rows))
+        return await self.transaction(run)
+
+    async def ping(self) -> bool:
+        try:
+            await self.transaction(lambda cur: cur.execute("SELECT 1"), retry=False)
+            return True
+        except (Unavailable, pymysql.Error):
+            return False
+
+    def close(self) -> None:
+        while self._idle:
+            try:
+                self._idle.pop().close()
+            except pymysql.Error:
+                pass

@@ -1,0 +1,79 @@
+"""The HTTP side of every service: ``/health``, ``/ready``, ``/metrics`` (and the gateway's API).
+
+Starlette apps served by hypercorn's trio worker; :func:`serve_http` follows trio's start
+protocol and reports the bound address, so tests can bind port 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import prometheus_client
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .errors import NatterjackError
+from .health import Health
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def error_response(error: NatterjackError) -> Response:
+    headers = None
+    if error.details and "retry_after_ms" in error.details:
+        headers = {"Retry-After": str(max(1, -(-int(error.details["retry_after_ms"]) // 1000)))}
+    return json_response({"error": error.to_body()}, error.http_status, headers)
+
+
+def ops_routes(health: Health) -> list[BaseRoute]:
+    async def health_endpoint(_: Request) -> Response:
+        _, body = await health.report()
+        return json_response(body)
+
+    async def ready_endpoint(_: Request) -> Response:
+        ready, body = await health.report()
+        return json_response(body, 200 if ready else 503)
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(prometheus_client.generate_latest(),
+                        media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    return [Route("/health", health_endpoint), Route("/ready", ready_endpoint),
+            Route("/metrics", metrics_endpoint)]
+
+
+def build_app(health: Health, routes: list[BaseRoute] = (), **kwargs: Any) -> Starlette:  # type: ignore[assignment]
+    return Starlette(routes=[*ops_routes(health), *routes], **kwargs)
+
+
+async def serve_http(app: Any, host: str, port: int, *,
+                     shutdown: Callable[[], Awaitable[None]] | None = None,
+                     certfile: str = "", keyfile: str = "",
+                     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``app``; ``task_status.started(base_url)`` once listening."""
+    config = HypercornConfig()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 5
+    config.keep_alive_timeout = 75
+    if certfile:
+        config.certfile, config.keyfile = certfile, keyfile
+
+    async def start(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(app, config, shutdown_trigger=shutdown or trio.sleep_forever,
+                    task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(start)
+        task_status.started(binds[0])

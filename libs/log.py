@@ -1,0 +1,74 @@
+"""Structured JSON logs (structlog) with the service name and a per-task trace id.
+
+The trace id is a contextvar: trio copies context into each task it spawns, so binding it
+in a handler task tags every line that task logs. It crosses NATS in the ``Nj-Trace-Id``
+header (see :mod:`libs.bus`).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import secrets
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+TRACE_HEADER = "Nj-Trace-Id"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def _render(_: Any, __: str, event: dict[str, Any]) -> str:
+    return orjson.dumps(event, default=str).decode()
+
+
+def setup(service: str, level: str = "info", log_file: str = "",
+          max_bytes: int = 50 * 1024 * 1024, backups: int = 5) -> None:
+    """Configure JSON logging once per process: stdout, or a size-rotated file."""
+    handler: logging.Handler
+    if log_file:
+        handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=max_bytes,
+                                                       backupCount=backups)
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS[level])
+    for noisy in ("hypercorn.error", "hypercorn.access", "trio-websocket", "nats"):
+        logging.getLogger(noisy).setLevel(max(_LEVELS[level], logging.WARNING))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _render,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get(name: str | None = None) -> Any:
+    return structlog.get_logger(name)
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(8)
+
+
+def bind_trace(trace_id: str | None) -> str:
+    """Tag this task's log lines with ``trace_id`` (a fresh one when None); returns it."""
+    trace_id = trace_id or new_trace_id()
+    structlog.contextvars.bind_contextvars(trace_id=trace_id)
+    return trace_id
+
+
+def current_trace() -> str | None:
+    return structlog.contextvars.get_contextvars().get("trace_id")

@@ -1,0 +1,85 @@
+"""Request/reply between services over the bus, with the contract's error shape.
+
+A reply is ``{"ok": <payload>}`` or ``{"error": {"code", "message", "details"?}}``
+(``proto/schemas/nats/reply.json``). Handlers are plain ``async def(payload) -> payload``
+and raise :class:`NatterjackError` subclasses; the server side here turns those into
+error replies, binds the caller's trace id, and bounds concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import trio
+
+from . import log, metrics
+from .bus import Bus, Message
+from .errors import INTERNAL, Malformed, NatterjackError
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+logger = log.get("rpc")
+
+
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def decode_object(data: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Malformed(f"body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise Malformed("body must be a JSON object")
+    return value
+
+
+async def call(bus: Bus, subject: str, payload: Any, *, timeout: float) -> Any:
+    """Request ``subject`` and return the ``ok`` payload, or raise the replied error."""
+    reply = await bus.request(subject, encode(payload), timeout=timeout)
+    body = decode_object(reply.data)
+    if "error" in body:
+        raise NatterjackError.from_body(body["error"])
+    return body.get("ok")
+
+
+async def _answer(msg: Message, handler: Handler, verb: str) -> None:
+    log.bind_trace(msg.trace_id)
+    started = trio.current_time()
+    try:
+        result: Any = {"ok": await handler(decode_object(msg.data))}
+        outcome = "ok"
+    except NatterjackError as exc:
+        result, outcome = {"error": exc.to_body()}, str(exc.code)
+    except Exception:
+        logger.exception("rpc.handler_failed", subject=msg.subject)
+        result, outcome = {"error": {"code": INTERNAL, "message": "internal error"}}, "5000"
+    metrics.RPC_SECONDS.labels(verb, outcome).observe(trio.current_time() - started)
+    await msg.respond(orjson.dumps(result))
+
+
+async def serve_rpc(bus: Bus, subject: str, queue: str, handler: Handler, *,
+                    concurrency: int = 64,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Answer requests on ``subject`` (queue group ``queue``) until cancelled."""
+    sub = await bus.subscribe(subject, queue=queue)
+    limiter = trio.CapacityLimiter(concurrency)
+    verb = subject.split(".", 2)[-1]
+
+    async def one(msg: Message) -> None:
+        try:
+            await _answer(msg, handler, verb)
+        finally:
+            limiter.release_on_behalf_of(msg)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for msg in sub:
+                await limiter.acquire_on_behalf_of(msg)
+                nursery.start_soon(one, msg)
+    finally:
+        with trio.CancelScope(shield=True):
+            await sub.close()

@@ -1,0 +1,57 @@
+"""JetStream stream and consumers, provisioned idempotently by the services that use them.
+
+The catalogue (``proto/subjects.yaml``) documents them; this is the one place that
+creates them. Every service ensures the stream at start-up (whichever starts first
+creates it) and its own durable consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nats.js.api as js_api
+import nats.js.errors
+
+from . import log
+from .bus import Bus
+
+STREAM = "IM_MESSAGES"
+SUBJECTS = ["im.msg.>"]
+logger = log.get("streams")
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    replicas: int = 1
+    max_age_s: float = 30 * 86400
+    duplicate_window_s: float = 600
+
+
+def stream_config(settings: StreamSettings) -> js_api.StreamConfig:
+    return js_api.StreamConfig(
+        name=STREAM, subjects=SUBJECTS, storage=js_api.StorageType.FILE,
+        retention=js_api.RetentionPolicy.LIMITS, discard=js_api.DiscardPolicy.OLD,
+        max_age=settings.max_age_s, duplicate_window=settings.duplicate_window_s,
+        num_replicas=settings.replicas, allow_direct=True)
+
+
+def consumer_config(durable: str, ack_wait_s: float = 30.0) -> js_api.ConsumerConfig:
+    return js_api.ConsumerConfig(
+        durable_name=durable, ack_policy=js_api.AckPolicy.EXPLICIT,
+        deliver_policy=js_api.DeliverPolicy.ALL, ack_wait=ack_wait_s, max_deliver=-1,
+        max_ack_pending=10_000, filter_subject="im.msg.>")
+
+
+async def ensure_stream(bus: Bus, settings: StreamSettings = StreamSettings()) -> None:
+    jsm = bus.nc.jsm()
+    config = stream_config(settings)
+    try:
+        await bus.call_aio(jsm.add_stream, config)
+    except nats.js.errors.BadRequestError:
+        await bus.call_aio(jsm.update_stream, config)  # exists with other settings
+    logger.info("streams.stream_ready", stream=STREAM)
+
+
+async def ensure_consumer(bus: Bus, durable: str, ack_wait_s: float = 30.0) -> None:
+    await bus.call_aio(bus.nc.jsm().add_consumer, STREAM, consumer_config(durable, ack_wait_s))
+    logger.info("streams.consumer_ready", stream=STREAM, consumer=durable)
