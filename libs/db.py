@@ -8,6 +8,7 @@ attempt the caller gets :class:`libs.errors.Unavailable`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -112,7 +113,5 @@ class Database:
 
     def close(self) -> None:
         while self._idle:
-            try:
+            with contextlib.suppress(pymysql.Error):
                 self._idle.pop().close()
-            except pymysql.Error:
-                pass

@@ -36,6 +36,7 @@ class Runtime:
     db: Database | None = None
     cache: Cache | None = None
     http_url: str = ""
+    app: Any = None  # the Starlette app on the HTTP port; a service may add routes to it
     stopping: trio.Event = field(default_factory=trio.Event)
 
 
@@ -75,8 +76,8 @@ async def _serve(runtime: Runtime, start: Starter, routes: list[Any], handle_sig
                  task_status: trio.TaskStatus[Runtime]) -> None:
     config = runtime.config
     async with trio.open_nursery() as outer:
-        app = build_app(runtime.health, routes)
-        runtime.http_url = await outer.start(serve_http, app, config.http_host, config.http_port)
+        runtime.app = build_app(runtime.health, routes)
+        runtime.http_url = await outer.start(serve_http, runtime.app, config.http_host, config.http_port)
         async with trio.open_nursery() as inner:
             drain = await start(runtime, inner)
             runtime.health.started = True

@@ -14,6 +14,7 @@ import nats.js.errors
 
 from . import log
 from .bus import Bus
+from .config import EnvReader
 
 STREAM = "IM_MESSAGES"
 SUBJECTS = ["im.msg.>"]
@@ -25,6 +26,12 @@ class StreamSettings:
     replicas: int = 1
     max_age_s: float = 30 * 86400
     duplicate_window_s: float = 600
+
+    @classmethod
+    def read(cls, env: EnvReader) -> StreamSettings:
+        return cls(replicas=env.int("NJ_STREAM_REPLICAS", 1, min=1, max=5),
+                   max_age_s=env.float("NJ_STREAM_MAX_AGE_S", 30 * 86400, min=60),
+                   duplicate_window_s=env.float("NJ_STREAM_DUPLICATE_WINDOW_S", 600, min=1))
 
 
 def stream_config(settings: StreamSettings) -> js_api.StreamConfig:
@@ -47,8 +54,10 @@ async def ensure_stream(bus: Bus, settings: StreamSettings = StreamSettings()) -
     config = stream_config(settings)
     try:
         await bus.call_aio(jsm.add_stream, config)
-    except nats.js.errors.BadRequestError:
-        await bus.call_aio(jsm.update_stream, config)  # exists with other settings
+    except nats.js.errors.BadRequestError as exc:
+        # It exists with other settings: changing a live stream is an operator's decision
+        # (natterjack bus streams / nats stream edit), never a side effect of a restart.
+        logger.warning("streams.settings_differ", stream=STREAM, error=str(exc))
     logger.info("streams.stream_ready", stream=STREAM)
 
 

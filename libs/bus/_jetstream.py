@@ -79,6 +79,7 @@ async def pull_consumer(bus: Bus, stream: str, durable: str, *, batch: int = 100
     """
     send, receive = trio.open_memory_channel[list[JsMessage]](prefetch)
     credits = asyncio.Semaphore(prefetch)
+    subscriptions: list[Any] = []
 
     async def fetch_loop() -> None:
         backoff = 0.1
@@ -87,10 +88,11 @@ async def pull_consumer(bus: Bus, stream: str, durable: str, *, batch: int = 100
             try:
                 if psub is None:
                     psub = await bus.nc.jetstream().pull_subscribe_bind(durable=durable, stream=stream)
+                    subscriptions.append(psub)
                 await credits.acquire()
                 try:
                     msgs = await psub.fetch(batch, timeout=expires)
-                except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     credits.release()
                     continue
                 send.send_nowait([_to_js_message(bus, m) for m in msgs])
@@ -110,6 +112,14 @@ async def pull_consumer(bus: Bus, stream: str, durable: str, *, batch: int = 100
             yield _CreditingChannel(receive, credits)  # type: ignore[misc]
         finally:
             nursery.cancel_scope.cancel()
+    # An abandoned pull subscription would hold up the connection's drain at shutdown
+    # (nats-py waits for its queue to empty), so release each one we made.
+    with trio.CancelScope(shield=True), trio.move_on_after(2):
+        for psub in subscriptions:
+            try:
+                await bus.call_aio(psub.unsubscribe)
+            except Exception as exc:  # noqa: BLE001 - closed or reconnecting: nothing to release
+                logger.debug("bus.pull_unsubscribe_failed", error=repr(exc))
 
 
 class _CreditingChannel:

@@ -1,0 +1,50 @@
+# natterjack developer tasks. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LINT_PATHS := libs services tools
+
+.PHONY: help venv up down status logs test lint bench bench-bus clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(STAMP) ## create .venv and install the project with its dev tools
+
+# Reinstalled only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -e '.[dev]'
+	touch $@
+
+up: venv ## start MySQL/Redis (if needed), our NATS and the five services; wait until ready
+	$(PY) -m tools.devstack up
+
+down: ## stop everything `make up` started
+	$(PY) -m tools.devstack down
+
+status: ## show what runs and whether it is ready
+	$(PY) -m tools.devstack status
+
+logs: ## follow the logs of the local stack (var/log/*.log)
+	@ls var/log/*.log >/dev/null 2>&1 || { echo "no logs in var/log yet (make up)"; exit 1; }
+	tail -n 20 -F var/log/*.log
+
+test: venv ## run the test suite
+	$(VENV)/bin/pytest -q tests
+
+lint: venv ## ruff (must pass) and mypy (reports only)
+	$(VENV)/bin/ruff check .
+	-$(VENV)/bin/mypy $(LINT_PATHS)
+
+bench-bus: venv ## benchmark the message bus
+	$(PY) -m bench.bus
+
+bench: bench-bus ## run the benchmarks
+
+clean: ## stop the local stack and delete var/ (its data and logs)
+	@if ls var/run/*.pid >/dev/null 2>&1 && test -x $(PY); then $(PY) -m tools.devstack down; fi
+	rm -rf var/

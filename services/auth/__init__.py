@@ -1,0 +1,1 @@
+"""auth: accounts, device sessions, access and refresh tokens (NATS ``im.auth.*``)."""

@@ -1,0 +1,106 @@
+"""Gateway wiring: keys, REST routes, the WebSocket edge, and the bus deliveries it serves."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import trio
+
+from libs import ids, log
+from libs.bus import Bus
+from libs.lifecycle import Runtime, run_service
+
+from .config import Config
+from .connection import CLOSE_SESSION_ENDED
+from .handlers import FrameHandlers, Hub
+from .keys import KeyRing
+from .rest import RestApi
+from .storage import Presence, presence_value
+from .ws import WebSocketEdge
+
+logger = log.get("gateway")
+
+
+async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+    gateway_id = f"gw-{ids.new_id()}"  # unique per process start: im.gw.<id>.deliver
+
+    async def start(runtime: Runtime, nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
+        keys = KeyRing(runtime.bus, config.common.request_timeout)
+        hub = Hub()
+        presence = Presence(runtime.cache, config.presence_ttl_s) if runtime.cache else None
+        edge = WebSocketEdge(config, gateway_id, hub, FrameHandlers(config, runtime.bus), keys, presence)
+        server = await nursery.start(edge.serve)
+        scheme = "wss" if config.tls_cert else "ws"
+        ws_url = config.public_ws_url or f"{scheme}://{config.ws_host}:{server.port}/ws"
+        runtime.app.router.routes.extend(
+            RestApi(runtime.bus, keys, config.common.request_timeout, lambda _user: ws_url).routes())
+        runtime.app.state.gateway_id, runtime.app.state.ws_url = gateway_id, ws_url
+        await _fetch_keys(keys)
+        await nursery.start(_serve_deliveries, runtime.bus, gateway_id, hub)
+        await nursery.start(_serve_revocations, runtime.bus, hub, keys)
+        if presence:
+            nursery.start_soon(_refresh_presence, presence, hub, gateway_id, config.presence_ttl_s)
+
+        async def drain() -> None:
+            edge.go_away()
+            with trio.move_on_after(2):
+                while hub.all():  # noqa: ASYNC110 - sockets close on their own tasks
+                    await trio.sleep(0.05)
+        return drain
+
+    await run_service(config.common, start, uses_db=False, task_status=task_status)
+
+
+async def _fetch_keys(keys: KeyRing) -> None:
+    """auth may start after us: keep asking for its public keys until it answers."""
+    delay = 0.1
+    while True:
+        try:
+            await keys.refresh()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure here means "ask again"
+            logger.warning("gateway.keys_unavailable", error=str(exc), retry_in=delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 5)
+
+
+async def _serve_deliveries(bus: Bus, gateway_id: str, hub: Hub,
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async with trio.open_nursery() as nursery:
+        for subject in (f"im.gw.{gateway_id}.deliver", "im.gw.all.deliver"):
+            sub = await bus.subscribe(subject, max_pending=100_000)
+            nursery.start_soon(_deliver_loop, sub, hub)
+        task_status.started()
+
+
+async def _deliver_loop(sub: Any, hub: Hub) -> None:
+    async for msg in sub:
+        try:
+            hub.deliver(orjson.loads(msg.data))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            logger.warning("gateway.bad_delivery", subject=msg.subject, error=repr(exc))
+
+
+async def _serve_revocations(bus: Bus, hub: Hub, keys: KeyRing,
+                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    sub = await bus.subscribe("im.evt.session.revoked.*")
+    task_status.started()
+    async for msg in sub:
+        try:
+            event = orjson.loads(msg.data)
+            keys.revoked_sessions.add(event["session_id"])
+            hub.end_session(event["user_id"], event["session_id"], CLOSE_SESSION_ENDED, "session ended")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            logger.warning("gateway.bad_revocation", error=repr(exc))
+
+
+async def _refresh_presence(presence: Presence, hub: Hub, gateway_id: str, ttl_s: int) -> None:
+    while True:
+        await trio.sleep(ttl_s / 3)
+        entries = [(c.user_id, c.device_id, presence_value(gateway_id, c.connection_id)) for c in hub.all()]
+        try:
+            await presence.refresh(entries)
+        except Exception as exc:  # noqa: BLE001 - Redis outage: keep serving, retry next round
+            logger.warning("gateway.presence_refresh_failed", error=repr(exc))

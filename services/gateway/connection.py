@@ -1,0 +1,95 @@
+"""One client socket: a bounded outbound queue drained by a writer task, and the
+per-chat order state of what it has been sent.
+
+A client that stops reading fills its queue and is closed with 4408 rather than being
+allowed to grow memory or hold up deliveries to other sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from libs import ids, metrics
+from libs.tokens import Claims
+
+from .domain import ChatOrder
+
+CLOSE_SESSION_ENDED = 4401
+CLOSE_TOKEN_EXPIRED = 4402
+CLOSE_SLOW_CONSUMER = 4408
+CLOSE_GOING_AWAY = 1001
+
+
+@dataclass(eq=False)
+class Connection:
+    ws: WebSocketConnection
+    claims: Claims
+    queue_size: int
+    connection_id: str = field(default_factory=ids.new_id)
+    chats: dict[str, ChatOrder] = field(default_factory=dict)
+    catching_up_all: bool = True
+    held_all: list[tuple[str, int, str]] = field(default_factory=list)
+    closed: trio.Event = field(default_factory=trio.Event)
+
+    def __post_init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[str](self.queue_size)
+        self.close_code = 1000
+        self.close_reason = ""
+
+    @property
+    def user_id(self) -> str:
+        return self.claims.user_id
+
+    @property
+    def device_id(self) -> str:
+        return self.claims.device_id
+
+    def send_frame(self, frame: dict[str, Any]) -> None:
+        self.send_text(orjson.dumps(frame).decode())
+
+    def send_text(self, text: str) -> None:
+        try:
+            self._send.send_nowait(text)
+        except trio.WouldBlock:
+            self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
+        except trio.ClosedResourceError:
+            pass
+
+    def deliver(self, chat_id: str, seq: int, text: str) -> None:
+        """A live event: written now, held (catch-up running) or dropped (already sent)."""
+        if self.catching_up_all:
+            self.held_all.append((chat_id, seq, text))
+            return
+        for item in self.order(chat_id).offer(seq, text):
+            self.send_text(item)
+
+    def order(self, chat_id: str) -> ChatOrder:
+        state = self.chats.get(chat_id)
+        if state is None:
+            state = self.chats[chat_id] = ChatOrder()
+        return state
+
+    def release_held_all(self) -> None:
+        self.catching_up_all = False
+        held, self.held_all = self.held_all, []
+        for chat_id, seq, text in held:
+            self.deliver(chat_id, seq, text)
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed.is_set():
+            self.close_code, self.close_reason = code, reason
+            self.closed.set()
+
+    async def writer(self) -> None:
+        """Drain the outbound queue into the socket until the socket or queue closes."""
+        try:
+            async for text in self._receive:
+                await self.ws.send_message(text)
+                metrics.MESSAGES_OUT.inc()
+        except ConnectionClosed:
+            self.close(1006, "socket closed")

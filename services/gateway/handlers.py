@@ -1,0 +1,157 @@
+"""What the gateway does with each client frame and each bus delivery (no SQL or Redis).
+
+Frames become requests to the owning service; the answer (or its error) goes back to
+the socket. Deliveries from router and delivery-retry fan out to local sockets, with the
+frame text serialised once per event, not once per socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import trio
+
+from libs import events, log, rpc
+from libs.bus import Bus
+from libs.errors import NatterjackError
+
+from .config import Config
+from .connection import Connection
+
+logger = log.get("gateway")
+FrameHandler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class Hub:
+    """The sockets this gateway holds, by user."""
+
+    def __init__(self) -> None:
+        self.by_user: dict[str, set[Connection]] = {}
+
+    def add(self, conn: Connection) -> None:
+        self.by_user.setdefault(conn.user_id, set()).add(conn)
+
+    def remove(self, conn: Connection) -> None:
+        conns = self.by_user.get(conn.user_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.by_user[conn.user_id]
+
+    def all(self) -> list[Connection]:
+        return [conn for conns in self.by_user.values() for conn in conns]
+
+    def deliver(self, payload: dict[str, Any]) -> None:
+        event = payload["event"]
+        text = orjson.dumps(events.to_frame(event)).decode()
+        chat_id, seq = event["chat_id"], event["seq"]
+        for target in payload["targets"]:
+            for conn in self.by_user.get(target["user_id"], ()):
+                if target.get("device_id", conn.device_id) != conn.device_id:
+                    continue
+                if event["event"] == "message" and event.get("sender_device_id") == conn.device_id \
+                        and event.get("sender_id") == conn.user_id:
+                    continue  # the sending device has its message_ack instead
+                conn.deliver(chat_id, seq, text)
+
+    def end_session(self, user_id: str, session_id: str, code: int, reason: str) -> None:
+        for conn in list(self.by_user.get(user_id, ())):
+            if conn.claims.session_id == session_id:
+                conn.close(code, reason)
+
+
+class FrameHandlers:
+    def __init__(self, config: Config, bus: Bus):
+        self.config = config
+        self.bus = bus
+        self.timeout = config.common.request_timeout
+        self.table: dict[str, FrameHandler] = {
+            "send_message": self.send_message, "ack": self.ack, "read": self.read,
+            "ping": self.ping, "sync": self.sync,
+            "start_typing": self.typing, "stop_typing": self.typing,
+        }
+
+    async def send_message(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
+        request = {"sender_id": conn.user_id, "sender_device_id": conn.device_id,
+                   "client_msg_id": frame["id"], "chat_id": frame["chat_id"],
+                   "content_type": frame.get("content_type", "text"), "content": frame["content"]}
+        for optional in ("content_version", "metadata"):
+            if optional in frame:
+                request[optional] = frame[optional]
+        ack = await rpc.call(self.bus, "im.router.send", request, timeout=self.timeout)
+        return {"type": "message_ack", "id": frame["id"], **ack}
+
+    async def ack(self, conn: Connection, frame: dict[str, Any]) -> None:
+        await rpc.call(self.bus, "im.dlv.ack", {"user_id": conn.user_id, "device_id": conn.device_id,
+                                                "chat_id": frame["chat_id"], "seq": frame["seq"]},
+                       timeout=self.timeout)
+
+    async def read(self, conn: Connection, frame: dict[str, Any]) -> None:
+        await rpc.call(self.bus, "im.router.read", {"user_id": conn.user_id, "chat_id": frame["chat_id"],
+                                                    "seq": frame["seq"]}, timeout=self.timeout)
+
+    async def ping(self, conn: Connection, frame: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "pong", **({"id": frame["id"]} if "id" in frame else {})}
+
+    async def typing(self, conn: Connection, frame: dict[str, Any]) -> None:
+        return None  # ephemeral typing events arrive with the messaging step
+
+    async def sync(self, conn: Connection, frame: dict[str, Any]) -> None:
+        await self.catch_up_chat(conn, frame["chat_id"], frame["after_seq"], None)
+
+    # ---- catch-up -----------------------------------------------------------------------
+    async def catch_up(self, conn: Connection) -> None:
+        """On connect: everything above the device's cursors, per chat in seq order, then live."""
+        try:
+            plan = await rpc.call(self.bus, "im.dlv.sync",
+                                  {"user_id": conn.user_id, "device_id": conn.device_id},
+                                  timeout=self.timeout)
+        except NatterjackError as exc:
+            logger.warning("gateway.sync_unavailable", error=exc.message)
+            plan = {"chats": []}
+        for chat in plan["chats"]:
+            conn.order(chat["chat_id"]).catching_up = True
+        conn.release_held_all()
+        async with trio.open_nursery() as nursery:
+            for chat in plan["chats"]:
+                nursery.start_soon(self.catch_up_chat, conn, chat["chat_id"], chat["after_seq"],
+                                   chat["last_seq"])
+
+    async def catch_up_chat(self, conn: Connection, chat_id: str, after_seq: int,
+                            last_seq: int | None) -> None:
+        """Send the chat's events above ``after_seq`` from history, then held live ones."""
+        order = conn.order(chat_id)
+        order.catching_up = True
+        try:
+            await self._page_through(conn, chat_id, after_seq, last_seq)
+        except NatterjackError as exc:
+            conn.send_frame({"type": "error", **exc.to_body()})
+        finally:
+            for text in order.finish_catch_up():
+                conn.send_text(text)
+        conn.send_frame({"type": "sync_done", "chat_id": chat_id, "last_seq": order.delivered})
+
+    async def _page_through(self, conn: Connection, chat_id: str, after: int, last_seq: int | None) -> None:
+        order = conn.order(chat_id)
+        with trio.move_on_after(self.config.catch_up_wait_s):
+            while True:
+                page = await rpc.call(self.bus, "im.history.page",
+                                      {"chat_id": chat_id, "user_id": conn.user_id,
+                                       "after_seq": max(after, order.delivered), "limit": 200},
+                                      timeout=self.timeout)
+                for item in page["events"]:
+                    if item["seq"] > order.delivered:
+                        conn.send_frame(_page_item_to_frame(item))
+                        order.caught_up_to(item["seq"])
+                if page["has_more"]:
+                    continue
+                if last_seq is None or order.delivered >= last_seq:
+                    return
+                await trio.sleep(0.02)  # history has not stored the newest events yet
+
+
+def _page_item_to_frame(item: dict[str, Any]) -> dict[str, Any]:
+    """History page items name the stored event kind in ``type``; frames name the frame."""
+    return events.to_frame({**{k: v for k, v in item.items() if k != "type"}, "event": item["type"]})

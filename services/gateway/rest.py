@@ -1,0 +1,128 @@
+"""The public HTTP API (``proto/openapi.yaml``): each route becomes one bus request."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from libs import rpc
+from libs.bus import Bus
+from libs.errors import NatterjackError, Unauthenticated
+from libs.http import error_response, json_response
+from libs.tokens import Claims
+
+from .errors import BadFrame, FrameTooLarge
+from .keys import KeyRing
+
+MAX_BODY_BYTES = 1024 * 1024
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class RestApi:
+    def __init__(self, bus: Bus, keys: KeyRing, timeout: float, ws_url: Callable[[str], str]):
+        self.bus = bus
+        self.keys = keys
+        self.timeout = timeout
+        self.ws_url = ws_url
+
+    def routes(self) -> list[Route]:
+        p = "/api/v1"
+        return [
+            Route(f"{p}/auth/register", self._wrap(self.register), methods=["POST"]),
+            Route(f"{p}/auth/login", self._wrap(self.login), methods=["POST"]),
+            Route(f"{p}/auth/refresh", self._wrap(self.refresh), methods=["POST"]),
+            Route(f"{p}/auth/logout", self._wrap(self.logout), methods=["POST"]),
+            Route(f"{p}/chats", self._wrap(self.create_chat), methods=["POST"]),
+            Route(f"{p}/chats", self._wrap(self.list_chats), methods=["GET"]),
+            Route(f"{p}/chats/{{chat_id}}", self._wrap(self.get_chat), methods=["GET"]),
+            Route(f"{p}/chats/{{chat_id}}/messages", self._wrap(self.messages), methods=["GET"]),
+            Route(f"{p}/chats/{{chat_id}}/read", self._wrap(self.read), methods=["POST"]),
+        ]
+
+    def _wrap(self, endpoint: Endpoint) -> Endpoint:
+        async def run(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except NatterjackError as exc:
+                return error_response(exc)
+        return run
+
+    async def _call(self, subject: str, payload: dict[str, Any]) -> Any:
+        return await rpc.call(self.bus, subject, payload, timeout=self.timeout)
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise FrameTooLarge(f"body exceeds {MAX_BODY_BYTES} bytes")
+        try:
+            body = orjson.loads(raw or b"{}")
+        except orjson.JSONDecodeError:
+            raise BadFrame("body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadFrame("body must be a JSON object")
+        return body
+
+    async def _claims(self, request: Request) -> Claims:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("missing bearer token")
+        return await self.keys.verify(token.strip())
+
+    # ---- auth ---------------------------------------------------------------------------
+    async def register(self, request: Request) -> Response:
+        return json_response(await self._call("im.auth.register", await self._body(request)), 201)
+
+    async def login(self, request: Request) -> Response:
+        answer = await self._call("im.auth.login", await self._body(request))
+        return json_response({**answer, "ws_url": self.ws_url(answer["user_id"])})
+
+    async def refresh(self, request: Request) -> Response:
+        answer = await self._call("im.auth.refresh", await self._body(request))
+        return json_response({**answer, "ws_url": self.ws_url(answer["user_id"])})
+
+    async def logout(self, request: Request) -> Response:
+        claims = await self._claims(request)
+        await self._call("im.auth.logout", {"session_id": claims.session_id})
+        return Response(status_code=204)
+
+    # ---- chats --------------------------------------------------------------------------
+    async def create_chat(self, request: Request) -> Response:
+        claims, body = await self._claims(request), await self._body(request)
+        answer = await self._call("im.router.chat.create", {**body, "creator_id": claims.user_id})
+        created = answer.pop("created", False)
+        return json_response(answer, 201 if created else 200)
+
+    async def list_chats(self, request: Request) -> Response:
+        claims = await self._claims(request)
+        return json_response(await self._call("im.router.chat.list", {"user_id": claims.user_id}))
+
+    async def get_chat(self, request: Request) -> Response:
+        claims = await self._claims(request)
+        return json_response(await self._call("im.router.chat.get", {
+            "user_id": claims.user_id, "chat_id": request.path_params["chat_id"]}))
+
+    async def messages(self, request: Request) -> Response:
+        claims = await self._claims(request)
+        query: dict[str, Any] = {"chat_id": request.path_params["chat_id"], "user_id": claims.user_id}
+        for name in ("before_seq", "after_seq", "limit"):
+            if name in request.query_params:
+                query[name] = _int_param(request.query_params[name], name)
+        return json_response(await self._call("im.history.page", query))
+
+    async def read(self, request: Request) -> Response:
+        claims, body = await self._claims(request), await self._body(request)
+        await self._call("im.router.read", {"user_id": claims.user_id, "seq": body.get("seq"),
+                                            "chat_id": request.path_params["chat_id"]})
+        return Response(status_code=204)
+
+
+def _int_param(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BadFrame(f"{name} must be an integer", details={"path": f"$.{name}"}) from None

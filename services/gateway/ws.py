@@ -1,0 +1,149 @@
+"""The WebSocket edge: authenticate at the handshake, then one nursery per connection
+(reader, writer, token expiry, catch-up), with timeouts turned into close codes."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from libs import ids, log, metrics, rpc
+from libs.cache import CacheUnavailable
+from libs.errors import INTERNAL, NatterjackError, Unauthenticated, Unavailable
+from libs.tokens import Claims
+
+from . import domain
+from .config import Config
+from .connection import CLOSE_GOING_AWAY, CLOSE_TOKEN_EXPIRED, Connection
+from .handlers import FrameHandlers, Hub
+from .keys import KeyRing
+from .storage import Presence, presence_value
+
+logger = log.get("gateway.ws")
+
+
+class WebSocketEdge:
+    def __init__(self, config: Config, gateway_id: str, hub: Hub, frames: FrameHandlers,
+                 keys: KeyRing, presence: Presence | None):
+        self.config = config
+        self.gateway_id = gateway_id
+        self.hub = hub
+        self.frames = frames
+        self.keys = keys
+        self.presence = presence
+        self.accepting = True
+
+    async def serve(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        context = None
+        if self.config.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        await serve_websocket(self.handle, self.config.ws_host, self.config.ws_port, context,
+                              max_message_size=self.config.max_frame_bytes * 4,
+                              connect_timeout=self.config.handshake_timeout_s,
+                              disconnect_timeout=2, task_status=task_status)
+
+    async def authenticate(self, request: WebSocketRequest) -> Claims:
+        token = domain.token_from(request.path, list(request.headers))
+        if not token or not self.accepting:
+            raise Unauthenticated("missing access token")
+        claims = await self.keys.verify(token)
+        try:
+            await rpc.call(self.frames.bus, "im.auth.verify", {"session_id": claims.session_id},
+                           timeout=self.config.common.request_timeout)
+        except Unavailable:
+            logger.warning("gateway.session_check_unavailable", session_id=claims.session_id)
+        return claims
+
+    async def handle(self, request: WebSocketRequest) -> None:
+        try:
+            claims = await self.authenticate(request)
+        except NatterjackError as exc:
+            status = 503 if not self.accepting else 401
+            await request.reject(status, body=f'{{"error":{{"code":{exc.code},"message":"{exc.message}"}}}}'.encode())
+            return
+        ws = await request.accept()
+        conn = Connection(ws, claims, self.config.send_queue)
+        try:
+            await self.run_connection(conn)
+        except Exception:  # one broken connection must never take the server down
+            logger.exception("gateway.connection_failed", user_id=conn.user_id)
+
+    async def run_connection(self, conn: Connection) -> None:
+        self.hub.add(conn)
+        metrics.CONNECTIONS.inc()
+        value = presence_value(self.gateway_id, conn.connection_id)
+        try:
+            await self._presence(self.presence.register if self.presence else None,
+                                 conn.user_id, conn.device_id, value)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn.writer)
+                nursery.start_soon(self.frames.catch_up, conn)
+                nursery.start_soon(self._reader, conn)
+                nursery.start_soon(self._expire, conn)
+                await conn.closed.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.hub.remove(conn)
+            metrics.CONNECTIONS.dec()
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await conn.ws.aclose(conn.close_code, conn.close_reason)
+                await self._presence(self.presence.unregister if self.presence else None,
+                                     conn.user_id, conn.device_id, value)
+
+    async def _presence(self, action: Any, *args: str) -> None:
+        if action is None:
+            return
+        try:
+            await action(*args)
+        except CacheUnavailable:
+            logger.warning("gateway.presence_unavailable")
+
+    async def _expire(self, conn: Connection) -> None:
+        await trio.sleep_until(trio.current_time() + max(0.0, conn.claims.expires_at - ids.now_ms() / 1000))
+        conn.close(CLOSE_TOKEN_EXPIRED, "access token expired: refresh, then reconnect")
+
+    async def _reader(self, conn: Connection) -> None:
+        limiter = trio.CapacityLimiter(self.config.sends_in_flight)
+        async with trio.open_nursery() as nursery:
+            try:
+                while True:
+                    text = await conn.ws.get_message()
+                    await limiter.acquire_on_behalf_of(token := object())
+                    nursery.start_soon(self._one_frame, conn, text, limiter, token)
+            except ConnectionClosed:
+                conn.close(1000, "client closed")
+
+    async def _one_frame(self, conn: Connection, text: str | bytes, limiter: trio.CapacityLimiter,
+                         token: object) -> None:
+        frame: dict[str, Any] = {}
+        try:
+            frame = domain.parse_frame(text, self.config.max_frame_bytes)
+            if frame["type"] == "auth":
+                await self._reauth(conn, frame["token"])
+                return
+            reply = await self.frames.table[frame["type"]](conn, frame)
+            if reply is not None:
+                conn.send_frame(reply)
+        except NatterjackError as exc:
+            frame_id = frame.get("id") if frame else domain.frame_id(text)
+            conn.send_frame({"type": "error", **exc.to_body(), **({"id": frame_id} if frame_id else {})})
+        except Exception:
+            logger.exception("gateway.frame_failed", frame_type=frame.get("type"))
+            conn.send_frame({"type": "error", "code": INTERNAL, "message": "internal error"})
+        finally:
+            limiter.release_on_behalf_of(token)
+
+    async def _reauth(self, conn: Connection, token: str) -> None:
+        claims = await self.keys.verify(token)
+        if (claims.user_id, claims.device_id) != (conn.user_id, conn.device_id):
+            raise Unauthenticated("token belongs to another user or device")
+        conn.claims = claims
+
+    def go_away(self) -> None:
+        """SIGTERM: stop accepting, tell every client to reconnect (possibly elsewhere)."""
+        self.accepting = False
+        for conn in self.hub.all():
+            conn.close(CLOSE_GOING_AWAY, "server going away")

@@ -1,0 +1,1 @@
+"""history: stores every chat event from the stream in MySQL and serves it back in pages."""

@@ -1,0 +1,17 @@
+"""``python -m services.history``: load the configuration and run the service."""
+
+import trio
+
+from libs import log
+
+from . import app, config
+
+
+def run() -> None:
+    settings = config.load()
+    log.setup("history", settings.common.log_level, settings.common.log_file)
+    trio.run(app.main, settings)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,49 @@
+"""history's configuration: the common settings plus the writer's batch and retry knobs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from libs.config import CommonConfig, EnvReader
+from libs.streams import StreamSettings
+
+DEFAULT_HTTP_PORT = 8093
+
+
+@dataclass(frozen=True)
+class Config:
+    common: CommonConfig
+    stream: StreamSettings  # used when history is the first to create IM_MESSAGES
+    batch_max: int  # rows per MySQL transaction, at most
+    batch_wait_ms: int  # how long the first row of a batch waits for company
+    retry_base_ms: int  # first back-off after a failed MySQL write
+    retry_max_ms: int  # back-off cap; the writer retries forever
+
+    @property
+    def batch_wait_s(self) -> float:
+        return self.batch_wait_ms / 1000
+
+    @property
+    def retry_base_s(self) -> float:
+        return self.retry_base_ms / 1000
+
+    @property
+    def retry_max_s(self) -> float:
+        return self.retry_max_ms / 1000
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    env = EnvReader(environ)
+    config = Config(
+        common=CommonConfig.read(env, "history", DEFAULT_HTTP_PORT),
+        stream=StreamSettings.read(env),
+        batch_max=env.int("NJ_HISTORY_BATCH_MAX", 100, min=1, max=1000),
+        batch_wait_ms=env.int("NJ_HISTORY_BATCH_WAIT_MS", 50, min=0, max=60_000),
+        retry_base_ms=env.int("NJ_HISTORY_RETRY_BASE_MS", 100, min=1, max=600_000),
+        retry_max_ms=env.int("NJ_HISTORY_RETRY_MAX_MS", 10_000, min=1, max=3_600_000),
+    )
+    if config.retry_base_ms > config.retry_max_ms:
+        env.errors.append("NJ_HISTORY_RETRY_BASE_MS must not exceed NJ_HISTORY_RETRY_MAX_MS")
+    env.check()
+    return config

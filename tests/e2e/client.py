@@ -1,0 +1,48 @@
+"""A small test client: REST with httpx, WebSocket with trio-websocket, frames as dicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import trio
+from trio_websocket import WebSocketConnection
+
+
+@dataclass
+class User:
+    username: str
+    user_id: str
+    device_id: str
+    access_token: str
+    ws_url: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+async def register_and_login(http: httpx.AsyncClient, username: str, device_id: str = "d1") -> User:
+    password = "correct horse battery"
+    created = await http.post("/api/v1/auth/register", json={"username": username, "password": password})
+    assert created.status_code == 201, created.text
+    login = await http.post("/api/v1/auth/login",
+                            json={"username": username, "password": password, "device_id": device_id})
+    assert login.status_code == 200, login.text
+    body = login.json()
+    return User(username, body["user_id"], body["device_id"], body["access_token"], body["ws_url"])
+
+
+async def send(ws: WebSocketConnection, frame: dict[str, Any]) -> None:
+    await ws.send_message(orjson.dumps(frame).decode())
+
+
+async def next_frame(ws: WebSocketConnection, *types: str, timeout: float = 10) -> dict[str, Any]:
+    """The next frame of one of ``types`` (others are skipped)."""
+    with trio.fail_after(timeout):
+        while True:
+            frame = orjson.loads(await ws.get_message())
+            if not types or frame["type"] in types:
+                return frame

@@ -1,0 +1,89 @@
+"""The five services as real processes, for end-to-end and fault tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libs.natsd import free_port
+
+SERVICES = ("auth", "router", "history", "delivery_retry", "gateway")
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    log_dir: Path
+    ports: dict[str, int]
+    ws_port: int
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/ws"
+
+    def start(self, service: str) -> None:
+        log = open(self.log_dir / f"{service}.out", "ab")
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"], env=self.env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, service: str, timeout: float = 30.0) -> None:
+        url = f"http://127.0.0.1:{self.ports[service]}/ready"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes[service].poll() is not None:
+                raise RuntimeError(f"{service} exited: {self.tail(service)}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{service} not ready within {timeout}s: {self.tail(service)}")
+
+    def tail(self, service: str, lines: int = 30) -> str:
+        path = self.log_dir / f"{service}.out"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self, service: str, kill: bool = False) -> None:
+        process = self.processes.pop(service, None)
+        if process and process.poll() is None:
+            (process.kill if kill else process.terminate)()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop_all(self) -> None:
+        for service in reversed(SERVICES):
+            self.stop(service)
+
+
+def build_stack(base_env: dict[str, str], log_dir: Path) -> Stack:
+    ports = {s: free_port() for s in SERVICES}
+    env = {**os.environ, **base_env, "NJ_AUTH_DEV_GENERATE_KEY": "true",
+           "NJ_GATEWAY_WS_PORT": str(free_port())}
+    for service, port in ports.items():
+        env[f"NJ_{service.upper()}_HTTP_PORT"] = str(port)
+    return Stack(env, log_dir, ports, int(env["NJ_GATEWAY_WS_PORT"]))
+
+
+def start_stack(stack: Stack) -> Stack:
+    for service in SERVICES:
+        stack.start(service)
+    for service in SERVICES:
+        stack.wait_ready(service)
+    return stack

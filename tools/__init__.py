@@ -1,0 +1,1 @@
+"""Developer tooling (local stack, benchmarks helpers); not shipped with the services."""
