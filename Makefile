@@ -41,7 +41,7 @@ lint: venv ## ruff (must pass) and mypy (reports only)
 	-$(VENV)/bin/mypy $(LINT_PATHS)
 
 bench-bus: venv ## benchmark the message bus
-	$(PY) -m bench.bus
+	$(PY) -m bench.bus --write BENCHMARKS.md
 
 bench: bench-bus ## run the benchmarks
 

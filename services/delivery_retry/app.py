@@ -35,7 +35,7 @@ async def _start(config: Config, runtime: Runtime, nursery: trio.Nursery
                                             MIGRATIONS)
     if applied:
         logger.info("dlv.migrated", applied=applied)
-    await streams.ensure_stream(runtime.bus)
+    await streams.ensure_stream(runtime.bus, config.stream)
     await streams.ensure_consumer(runtime.bus, DURABLE)
     assert runtime.db is not None
     storage = Storage(runtime.db)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import trio
+
 from libs.errors import NatterjackError
 
 from . import domain
@@ -24,6 +26,10 @@ SYNC = "im.dlv.sync"
 CURSOR = "im.dlv.cursor"
 
 
+PROJECTION_WAIT_S = 0.05
+PROJECTION_WAIT_ROUNDS = 20  # up to 1 s
+
+
 class Handlers:
     def __init__(self, storage: Storage, acks: AckWriter):
         self.storage = storage
@@ -35,13 +41,26 @@ class Handlers:
     async def ack(self, payload: dict[str, Any]) -> dict[str, Any]:
         """{user_id, device_id, chat_id, seq} -> {acked_seq, applied}; or {acks: [...]}."""
         acks, batched = domain.parse_acks(payload)
-        outcomes = await self.acks.submit(acks)
+        outcomes = await self._submit_waiting_for_projection(acks)
         if batched:
             return _batch_reply(acks, outcomes)
         outcome = outcomes[0]
         if isinstance(outcome, NatterjackError):
             raise _fresh(outcome)
         return {"acked_seq": outcome.acked_seq, "applied": int(outcome.advanced)}
+
+    async def _submit_waiting_for_projection(self, acks: list[Any]) -> list[Any]:
+        """Devices get events on the fast path before this service has consumed them, so
+        an ack may name a seq, chat or member the projection does not know yet: give the
+        projection a moment to catch up before refusing it."""
+        outcomes = await self.acks.submit(acks)
+        for _ in range(PROJECTION_WAIT_ROUNDS):
+            if not any(isinstance(o, NatterjackError) and o.code in (4000, 4001, 4003)
+                       for o in outcomes):
+                break
+            await trio.sleep(PROJECTION_WAIT_S)
+            outcomes = await self.acks.submit(acks)
+        return outcomes
 
     async def sync(self, payload: dict[str, Any]) -> dict[str, Any]:
         """{user_id, device_id[, chat_id[, after_seq]]} -> {chats: [{chat_id, after_seq,

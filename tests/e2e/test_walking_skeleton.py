@@ -43,9 +43,9 @@ async def _history(http: httpx.AsyncClient, user, chat_id: str, expected: int) -
             await trio.sleep(0.05)
 
 
-async def test_online_offline_and_history(stack, nats_server):
+async def test_online_offline_and_history(stack, stack_nats):
     async with httpx.AsyncClient(base_url=stack.api) as http, \
-            open_bus(nats_server.url, name="e2e-probe") as bus:
+            open_bus(stack_nats.url, name="e2e-probe") as bus:
         alice, bob, carol = [await register_and_login(http, _name(n)) for n in ("alice", "bob", "carol")]
         to_bob, to_carol = await _chat(http, alice, bob), await _chat(http, alice, carol)
         async with open_websocket_url(alice.ws_url, extra_headers=[("Authorization", f"Bearer {alice.access_token}")]) as a_ws, \
@@ -58,6 +58,9 @@ async def test_online_offline_and_history(stack, nats_server):
             assert orjson.loads(stored.data)["seq"] == ack["seq"]  # acked only once durable
             got = await next_frame(b_ws, "new_message")
             assert (got["content"], got["seq"], got["sender_id"]) == (content, ack["seq"], alice.user_id)
+            await send(b_ws, {"type": "ack", "chat_id": to_bob, "seq": got["seq"]})
+            await send(b_ws, {"type": "ping"})
+            assert (await next_frame(b_ws, "error", "pong"))["type"] == "pong"  # the ack was taken
 
             await send(a_ws, {"type": "send_message", "id": "m2", "chat_id": to_carol,
                               "content": "hello carol", "metadata": {"z": 1, "a": [1, 2]}})
