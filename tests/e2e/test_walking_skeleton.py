@@ -97,3 +97,23 @@ async def test_bad_token_is_rejected_at_the_handshake(stack):
         async with open_websocket_url(f"{stack.ws_url}?token=not-a-token"):
             pass
     assert getattr(rejected.value, "status_code", 401) == 401
+
+
+async def test_bad_rest_input_gets_stable_codes(stack):
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        bad_json = await http.post("/api/v1/auth/register", content=b"{nope")
+        assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == 4000
+        not_object = await http.post("/api/v1/auth/register", json=[1, 2])
+        assert not_object.status_code == 400 and not_object.json()["error"]["code"] == 4000
+        erin, frank = await register_and_login(http, _name("erin")), await register_and_login(http, _name("frank"))
+        taken = await http.post("/api/v1/auth/register", json={"username": erin.username.upper(),
+                                                               "password": "whatever123"})
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == 4009
+        wrong = await http.post("/api/v1/auth/login", json={"username": erin.username, "password": "nope-nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == 4010
+        chat = await _chat(http, erin, frank)
+        for query in ("before_seq=abc", "limit=201", "after_seq=-1"):
+            page = await http.get(f"/api/v1/chats/{chat}/messages?{query}", headers=erin.auth)
+            assert page.status_code == 400 and page.json()["error"]["code"] == 4000, (query, page.text)
+        no_token = await http.get(f"/api/v1/chats/{chat}/messages")
+        assert no_token.status_code == 401 and no_token.json()["error"]["code"] == 4010
