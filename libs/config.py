@@ -8,14 +8,16 @@ one go. The full list of variables is in ``docs/configuration.md``.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
 
-_HOST_PORT = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
+# Aliases: inside EnvReader the names str/float/bool are its methods.
+Text = str
+Real = float
+Flag = bool
 
 
 class ConfigError(Exception):
@@ -25,15 +27,15 @@ class ConfigError(Exception):
 class EnvReader:
     """Reads typed values from an environment mapping and remembers every problem."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None):
+    def __init__(self, environ: Mapping[str, Text] | None = None):
         self.environ = os.environ if environ is None else environ
         self.errors: list[str] = []
 
-    def _raw(self, name: str) -> str | None:
+    def _raw(self, name: Text) -> Text | None:
         value = self.environ.get(name)
         return None if value is None or value.strip() == "" else value.strip()
 
-    def str(self, name: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> str:
+    def str(self, name: Text, default: Text | None = None, *, choices: tuple[str, ...] = ()) -> Text:
         value = self._raw(name)
         if value is None:
             if default is None:
@@ -44,14 +46,14 @@ class EnvReader:
             self.errors.append(f"{name}={value!r} must be one of {', '.join(choices)}")
         return value
 
-    def int(self, name: str, default: int, *, min: int | None = None, max: int | None = None) -> int:
+    def int(self, name: Text, default: int, *, min: int | None = None, max: int | None = None) -> int:
         return self._number(name, default, int, min, max)
 
-    def float(self, name: str, default: float, *, min: float | None = None,
-              max: float | None = None) -> float:
-        return self._number(name, default, float, min, max)
+    def float(self, name: Text, default: Real, *, min: Real | None = None,
+              max: Real | None = None) -> Real:
+        return self._number(name, default, Real, min, max)
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: Text, default: Flag) -> Flag:
         value = self._raw(name)
         if value is None:
             return default
@@ -62,7 +64,7 @@ class EnvReader:
         self.errors.append(f"{name}={value!r} must be true or false")
         return default
 
-    def floats(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    def floats(self, name: Text, default: tuple[Real, ...]) -> tuple[Real, ...]:
         value = self._raw(name)
         if value is None:
             return default
@@ -75,7 +77,7 @@ class EnvReader:
             self.errors.append(f"{name}={value!r} must list non-negative numbers")
         return parsed
 
-    def _number(self, name: str, default: T, kind: type, lo: float | None, hi: float | None) -> T:
+    def _number(self, name: Text, default: T, kind: type, lo: Real | None, hi: Real | None) -> T:
         value = self._raw(name)
         if value is None:
             return default

@@ -37,12 +37,12 @@ def error_response(error: NatterjackError) -> Response:
 
 def ops_routes(health: Health) -> list[BaseRoute]:
     async def health_endpoint(_: Request) -> Response:
-        _, body = await health.report()
+        body = (await health.report())[1]
         return json_response(body)
 
     async def ready_endpoint(_: Request) -> Response:
-        ready, body = await health.report()
-        return json_response(body, 200 if ready else 503)
+        is_ready, body = await health.report()
+        return json_response(body, 200 if is_ready else 503)
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(prometheus_client.generate_latest(),

@@ -11,6 +11,7 @@ import logging
 import logging.handlers
 import secrets
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 
 
-def _render(_: Any, __: str, event: dict[str, Any]) -> str:
+def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
     return orjson.dumps(event, default=str).decode()
 
 

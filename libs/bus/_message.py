@@ -28,7 +28,7 @@ class Message:
 
     @property
     def is_no_responders(self) -> bool:
-        return bool(self.headers) and self.headers.get(STATUS_HEADER) == NO_RESPONDERS and not self.data
+        return bool(self.headers and self.headers.get(STATUS_HEADER) == NO_RESPONDERS and not self.data)
 
     async def respond(self, data: bytes, headers: dict[str, str] | None = None) -> None:
         if self.reply:

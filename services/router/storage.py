@@ -70,7 +70,7 @@ class Storage:
         try:
             cached = await self.cache.run(lambda r: r.hgetall(key))
             if cached:
-                return [(u.decode(), r.decode()) for u, r in cached.items()]
+                return [(_text(u), _text(r)) for u, r in cached.items()]
         except CacheUnavailable:
             return await self._members_from_db(chat_id)
         members = await self._members_from_db(chat_id)
@@ -155,3 +155,7 @@ class Storage:
         rows = await self.cache.pipeline(build)
         return {user: {d.decode(): gateway_of(v) for d, v in row.items()}
                 for user, row in zip(user_ids, rows, strict=True) if row}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
