@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pymysql
 import pytest
 import redis
 
 from libs.config import MySQLConfig
-from libs.natsd import NatsServer, start_nats
+from libs.natsd import NatsServer
+from tests.support.stack import running_nats
 
 MYSQL_HOST = os.environ.get("NJ_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("NJ_TEST_MYSQL_PORT", "3306"))
@@ -26,11 +24,8 @@ RUN_ID = secrets.token_hex(4)
 
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[NatsServer]:
-    store = Path(tempfile.mkdtemp(prefix="nj-nats-"))
-    server = start_nats(store, log_file=store / "nats.log")
-    yield server
-    server.stop()
-    shutil.rmtree(store, ignore_errors=True)
+    with running_nats() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ _CONTENT_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 def require_id(payload: dict[str, Any], field: str, pattern: re.Pattern[str] = _ID) -> str:
     value = payload.get(field)
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise BadRequest(f"{field} must be an id string", details={"path": f"$.{field}"})
     return value
 
@@ -47,7 +47,7 @@ def chat_spec(payload: dict[str, Any], max_members: int) -> ChatSpec:
     if kind not in CHAT_TYPES:
         raise BadRequest("type must be 'direct' or 'group'", details={"path": "$.type"})
     raw = payload.get("members")
-    if not isinstance(raw, list) or not all(isinstance(m, str) and _ID.match(m) for m in raw):
+    if not isinstance(raw, list) or not all(isinstance(m, str) and _ID.fullmatch(m) for m in raw):
         raise BadRequest("members must be a list of user ids", details={"path": "$.members"})
     others = list(dict.fromkeys(m for m in raw if m != creator))
     name = payload.get("name")
@@ -80,7 +80,7 @@ def send_request(payload: dict[str, Any], metadata_max_bytes: int) -> SendReques
     if not isinstance(client_msg_id, str) or not 1 <= len(client_msg_id) <= 128:
         raise BadRequest("id must be a string of 1..128 characters", details={"path": "$.id"})
     content_type = payload.get("content_type", "text")
-    if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type):
+    if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type):
         raise BadRequest("content_type is not a valid type name", details={"path": "$.content_type"})
     version = payload.get("content_version")
     if version is not None:

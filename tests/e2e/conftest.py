@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from libs.natsd import NatsServer, start_nats
-from tests.support.stack import Stack, build_stack, start_stack
+from libs.natsd import NatsServer
+from tests.support.stack import Stack, build_stack, running_nats, start_stack
 
 
 @pytest.fixture(scope="module")
 def stack_nats() -> Iterator[NatsServer]:
-    store = Path(tempfile.mkdtemp(prefix="nj-e2e-nats-"))
-    server = start_nats(store, log_file=store / "nats.log")
-    yield server
-    server.stop()
-    shutil.rmtree(store, ignore_errors=True)
+    with running_nats("nj-e2e-nats-") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

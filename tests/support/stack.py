@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libs.natsd import free_port
+from libs.natsd import NatsServer, free_port, start_nats
 
 SERVICES = ("auth", "router", "history", "delivery_retry", "gateway")
 
@@ -87,3 +91,15 @@ def start_stack(stack: Stack) -> Stack:
     for service in SERVICES:
         stack.wait_ready(service)
     return stack
+
+
+@contextlib.contextmanager
+def running_nats(prefix: str = "nj-nats-") -> Iterator[NatsServer]:
+    """Our own nats-server on a free port with a temporary store, removed afterwards."""
+    store = Path(tempfile.mkdtemp(prefix=prefix))
+    server = start_nats(store, log_file=store / "nats.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(store, ignore_errors=True)
