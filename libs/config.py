@@ -133,6 +133,7 @@ class CommonConfig:
     log_level: str
     log_file: str
     shutdown_deadline: float
+    presence_ttl_s: float
 
     @classmethod
     def read(cls, env: EnvReader, service: str, default_port: int) -> CommonConfig:
@@ -154,4 +155,5 @@ class CommonConfig:
             log_level=env.str("NJ_LOG_LEVEL", "info", choices=("debug", "info", "warning", "error")),
             log_file=env.environ.get("NJ_LOG_FILE", ""),
             shutdown_deadline=env.float("NJ_SHUTDOWN_DEADLINE_S", 10.0, min=0.1, max=600),
+            presence_ttl_s=env.float("NJ_PRESENCE_TTL_S", 60.0, min=1, max=3600),
         )

@@ -17,7 +17,7 @@ from .connection import CLOSE_SESSION_ENDED
 from .handlers import FrameHandlers, Hub
 from .keys import KeyRing
 from .rest import RestApi
-from .storage import Presence, presence_value
+from .storage import Presence
 from .ws import WebSocketEdge
 
 logger = log.get("gateway")
@@ -29,7 +29,7 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
     async def start(runtime: Runtime, nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
         keys = KeyRing(runtime.bus, config.common.request_timeout)
         hub = Hub()
-        presence = Presence(runtime.cache, config.presence_ttl_s) if runtime.cache else None
+        presence = Presence(runtime.cache, gateway_id, config.common.presence_ttl_s) if runtime.cache else None
         edge = WebSocketEdge(config, gateway_id, hub, FrameHandlers(config, runtime.bus), keys, presence)
         server = await nursery.start(edge.serve)
         scheme = "wss" if config.tls_cert else "ws"
@@ -41,7 +41,7 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
         await nursery.start(_serve_deliveries, runtime.bus, gateway_id, hub)
         await nursery.start(_serve_revocations, runtime.bus, hub, keys)
         if presence:
-            nursery.start_soon(_refresh_presence, presence, hub, gateway_id, config.presence_ttl_s)
+            nursery.start_soon(_refresh_presence, presence, hub, config.common.presence_ttl_s)
 
         async def drain() -> None:
             edge.go_away()
@@ -96,11 +96,11 @@ async def _serve_revocations(bus: Bus, hub: Hub, keys: KeyRing,
             logger.warning("gateway.bad_revocation", error=repr(exc))
 
 
-async def _refresh_presence(presence: Presence, hub: Hub, gateway_id: str, ttl_s: int) -> None:
+async def _refresh_presence(presence: Presence, hub: Hub, ttl_s: float) -> None:
     while True:
         await trio.sleep(ttl_s / 3)
-        entries = [(c.user_id, c.device_id, presence_value(gateway_id, c.connection_id)) for c in hub.all()]
+        entries = [(c.user_id, c.device_id, c.connection_id) for c in hub.all()]
         try:
-            await presence.refresh(entries)
+            await presence.refresh(entries, ids.now_ms())
         except Exception as exc:  # noqa: BLE001 - Redis outage: keep serving, retry next round
             logger.warning("gateway.presence_refresh_failed", error=repr(exc))

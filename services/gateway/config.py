@@ -17,7 +17,6 @@ class Config:
     max_frame_bytes: int
     send_queue: int
     sends_in_flight: int
-    presence_ttl_s: int
     handshake_timeout_s: float
     catch_up_wait_s: float
     tls_cert: str
@@ -39,7 +38,6 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         max_frame_bytes=env.int("NJ_GATEWAY_MAX_FRAME_BYTES", 65536, min=1024, max=16 * 1024 * 1024),
         send_queue=env.int("NJ_GATEWAY_SEND_QUEUE", 1024, min=8),
         sends_in_flight=env.int("NJ_GATEWAY_SENDS_IN_FLIGHT", 32, min=1),
-        presence_ttl_s=env.int("NJ_GATEWAY_PRESENCE_TTL_S", 60, min=3),
         handshake_timeout_s=env.float("NJ_GATEWAY_HANDSHAKE_TIMEOUT_S", 10.0, min=0.1),
         catch_up_wait_s=env.float("NJ_GATEWAY_CATCH_UP_WAIT_S", 5.0, min=0.0),
         tls_cert=tls_cert, tls_key=tls_key,

@@ -44,6 +44,9 @@ class Hub:
         return [conn for conns in self.by_user.values() for conn in conns]
 
     def deliver(self, payload: dict[str, Any]) -> None:
+        if "frame" in payload:
+            self.deliver_frame(payload["targets"], orjson.dumps(payload["frame"]).decode())
+            return
         event = payload["event"]
         text = orjson.dumps(events.to_frame(event)).decode()
         chat_id, seq = event["chat_id"], event["seq"]
@@ -55,6 +58,13 @@ class Hub:
                         and event.get("sender_id") == conn.user_id:
                     continue  # the sending device has its message_ack instead
                 conn.deliver(chat_id, seq, text)
+
+    def deliver_frame(self, targets: list[dict[str, Any]], text: str) -> None:
+        """An ephemeral frame (receipt, typing, presence …): written as-is, no seq order."""
+        for target in targets:
+            for conn in self.by_user.get(target["user_id"], ()):
+                if target.get("device_id", conn.device_id) == conn.device_id:
+                    conn.send_text(text)
 
     def end_session(self, user_id: str, session_id: str, code: int, reason: str) -> None:
         for conn in list(self.by_user.get(user_id, ())):

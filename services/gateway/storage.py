@@ -1,47 +1,64 @@
-"""The gateway's Redis keys: the presence registry (user -> device -> gateway, connection)."""
+"""The gateway's Redis keys: the presence registry (user -> device -> gateway, connection).
+
+Values are ``libs.presence.encode(gateway, connection, ts)``. Refreshing rewrites the
+timestamp, so readers can tell a live entry from one a crashed gateway left behind; both
+refresh and removal act only while the entry still names this connection, so a device
+that reconnected through another gateway is never overwritten or wiped by the old one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from libs import presence as codec
 from libs.cache import Cache
 
-# Remove a device's entry only if it still names this connection, so a quick reconnect
-# through another gateway is not wiped by the old connection's cleanup.
-_COMPARE_AND_DELETE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0
+# KEYS[1] hash, ARGV[1] device, ARGV[2] "<gateway>|<connection>|", ARGV[3] new value or ''
+_IF_OURS = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and string.sub(current, 1, string.len(ARGV[2])) ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return redis.call('EXPIRE', KEYS[1], ARGV[4])
 """
 
 
-def presence_value(gateway_id: str, connection_id: str) -> str:
-    return f"{gateway_id}|{connection_id}"
-
-
 class Presence:
-    def __init__(self, cache: Cache, ttl_s: int):
+    def __init__(self, cache: Cache, gateway_id: str, ttl_s: float):
         self.cache = cache
+        self.gateway_id = gateway_id
         self.ttl_s = ttl_s
-        self._cad = cache.client.register_script(_COMPARE_AND_DELETE)
+        self._if_ours = cache.client.register_script(_IF_OURS)
 
-    async def register(self, user_id: str, device_id: str, value: str) -> None:
+    def _owner(self, connection_id: str) -> str:
+        return f"{self.gateway_id}|{connection_id}|"
+
+    async def register(self, user_id: str, device_id: str, connection_id: str, now_ms: int) -> None:
+        """Claim the device for this connection (a newer connection always wins)."""
         key = self.cache.keys.presence(user_id)
+        value = codec.encode(self.gateway_id, connection_id, now_ms)
 
         def build(pipe: Any) -> None:
             pipe.hset(key, device_id, value)
-            pipe.expire(key, self.ttl_s)
+            pipe.expire(key, int(self.ttl_s * 2))
         await self.cache.pipeline(build)
 
-    async def refresh(self, entries: list[tuple[str, str, str]]) -> None:
-        """Re-assert (user, device, value) for every local socket and push TTLs forward."""
-        def build(pipe: Any) -> None:
-            for user_id, device_id, value in entries:
-                key = self.cache.keys.presence(user_id)
-                pipe.hset(key, device_id, value)
-                pipe.expire(key, self.ttl_s)
-        if entries:
-            await self.cache.pipeline(build)
+    async def refresh(self, entries: list[tuple[str, str, str]], now_ms: int) -> None:
+        """Re-confirm (user, device, connection) for every local socket still owning its entry."""
+        if not entries:
+            return
 
-    async def unregister(self, user_id: str, device_id: str, value: str) -> None:
+        def run(client: Any) -> None:
+            pipe = client.pipeline(transaction=False)
+            for user_id, device_id, connection_id in entries:
+                self._if_ours(keys=[self.cache.keys.presence(user_id)], client=pipe,
+                              args=[device_id, self._owner(connection_id),
+                                    codec.encode(self.gateway_id, connection_id, now_ms),
+                                    int(self.ttl_s * 2)])
+            pipe.execute()
+        await self.cache.run(run)
+
+    async def unregister(self, user_id: str, device_id: str, connection_id: str) -> None:
         key = self.cache.keys.presence(user_id)
-        await self.cache.run(lambda r: self._cad(keys=[key], args=[device_id, value], client=r))
+        await self.cache.run(lambda r: self._if_ours(
+            keys=[key], args=[device_id, self._owner(connection_id), "", 0], client=r))

@@ -19,7 +19,7 @@ from .config import Config
 from .connection import CLOSE_GOING_AWAY, CLOSE_TOKEN_EXPIRED, Connection
 from .handlers import FrameHandlers, Hub
 from .keys import KeyRing
-from .storage import Presence, presence_value
+from .storage import Presence
 
 logger = log.get("gateway.ws")
 
@@ -74,10 +74,9 @@ class WebSocketEdge:
     async def run_connection(self, conn: Connection) -> None:
         self.hub.add(conn)
         metrics.CONNECTIONS.inc()
-        value = presence_value(self.gateway_id, conn.connection_id)
         try:
             await self._presence(self.presence.register if self.presence else None,
-                                 conn.user_id, conn.device_id, value)
+                                 conn.user_id, conn.device_id, conn.connection_id, ids.now_ms())
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(conn.writer)
                 nursery.start_soon(self.frames.catch_up, conn)
@@ -91,9 +90,9 @@ class WebSocketEdge:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await conn.ws.aclose(conn.close_code, conn.close_reason)
                 await self._presence(self.presence.unregister if self.presence else None,
-                                     conn.user_id, conn.device_id, value)
+                                     conn.user_id, conn.device_id, conn.connection_id)
 
-    async def _presence(self, action: Any, *args: str) -> None:
+    async def _presence(self, action: Any, *args: Any) -> None:
         if action is None:
             return
         try:

@@ -108,12 +108,6 @@ def next_reservation(seq: int, block: int) -> int:
     return seq + block - 1
 
 
-def gateway_of(presence_value: bytes | str) -> str:
-    """Presence entries are ``<gateway_id>|<connection_id>|<ts>`` (written by the gateway)."""
-    text = presence_value.decode() if isinstance(presence_value, bytes) else presence_value
-    return text.split("|", 1)[0]
-
-
 def group_targets(presence: dict[str, dict[str, str]]) -> dict[str, list[dict[str, str]]]:
     """{user: {device: gateway}} -> {gateway: [{user_id, device_id}, …]}: one publish per gateway."""
     by_gateway: dict[str, list[dict[str, str]]] = {}

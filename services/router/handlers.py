@@ -162,7 +162,7 @@ class Handlers:
     async def fan_out(self, event: dict[str, Any], user_ids: list[str]) -> None:
         """Fast path: one publish per gateway holding a recipient device (not per member)."""
         try:
-            presence = await self.storage.presence(user_ids)
+            presence = await self.storage.presence(user_ids, self.config.common.presence_ttl_s)
         except CacheUnavailable:
             body = orjson.dumps({"targets": [{"user_id": u} for u in user_ids], "event": event})
             await self.bus.publish("im.gw.all.deliver", body)

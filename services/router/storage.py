@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 
-from libs import log
+from libs import log, presence
 from libs.cache import Cache, CacheUnavailable
 from libs.db import Database
 
-from .domain import ChatSpec, gateway_of, next_reservation, reservation_needed
+from .domain import ChatSpec, next_reservation, reservation_needed
 
 logger = log.get("router.storage")
 # INCR only a counter that exists: a missing one means Redis lost it and it must be
@@ -148,14 +148,8 @@ class Storage:
         await self.cache.run(lambda r: r.delete(self.keys.dedup(sender_id, client_msg_id)))
 
     # ---- presence (read-only; the gateway writes it) --------------------------------------
-    async def presence(self, user_ids: list[str]) -> dict[str, dict[str, str]]:
-        def build(pipe: Any) -> None:
-            for user_id in user_ids:
-                pipe.hgetall(self.keys.presence(user_id))
-        rows = await self.cache.pipeline(build)
-        return {user: {d.decode(): gateway_of(v) for d, v in row.items()}
-                for user, row in zip(user_ids, rows, strict=True) if row}
-
+    async def presence(self, user_ids: list[str], ttl_s: float) -> dict[str, dict[str, str]]:
+        return await presence.online_devices(self.cache, user_ids, ttl_s)
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
