@@ -48,6 +48,9 @@ class Keys:
     def presence(self, user_id: str) -> str:
         return f"{self.prefix}gw:presence:{user_id}"
 
+    def last_seen(self, user_id: str) -> str:
+        return f"{self.prefix}gw:last_seen:{user_id}"
+
     # router
     def seq(self, chat_id: str) -> str:
         return f"{self.prefix}router:seq:{chat_id}"

@@ -16,11 +16,14 @@ from .config import Config
 from .connection import CLOSE_SESSION_ENDED
 from .handlers import FrameHandlers, Hub
 from .keys import KeyRing
+from .placement import Directory
 from .rest import RestApi
 from .storage import Presence
 from .ws import WebSocketEdge
 
 logger = log.get("gateway")
+ANNOUNCE_SUBJECT = "im.gw.announce"
+ANNOUNCE_EVERY_S = 5.0
 
 
 async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
@@ -34,12 +37,16 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
         server = await nursery.start(edge.serve)
         scheme = "wss" if config.tls_cert else "ws"
         ws_url = config.public_ws_url or f"{scheme}://{config.ws_host}:{server.port}/ws"
-        runtime.app.router.routes.extend(
-            RestApi(runtime.bus, keys, config.common.request_timeout, lambda _user: ws_url).routes())
+        directory = Directory(ANNOUNCE_EVERY_S * 3)
+        runtime.app.router.routes.extend(RestApi(
+            runtime.bus, keys, config.common.request_timeout,
+            lambda user_id: directory.url_for(user_id, trio.current_time(), ws_url), presence).routes())
         runtime.app.state.gateway_id, runtime.app.state.ws_url = gateway_id, ws_url
         await _fetch_keys(keys)
         await nursery.start(_serve_deliveries, runtime.bus, gateway_id, hub)
         await nursery.start(_serve_revocations, runtime.bus, hub, keys)
+        await nursery.start(_track_gateways, runtime.bus, directory)
+        nursery.start_soon(_announce, runtime.bus, gateway_id, ws_url)
         if presence:
             nursery.start_soon(_refresh_presence, presence, hub, config.common.presence_ttl_s)
 
@@ -51,6 +58,26 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
         return drain
 
     await run_service(config.common, start, uses_db=False, task_status=task_status)
+
+
+async def _announce(bus: Bus, gateway_id: str, ws_url: str) -> None:
+    """Tell every gateway we are here, so logins spread users over all live gateways."""
+    body = orjson.dumps({"gateway_id": gateway_id, "ws_url": ws_url})
+    while True:
+        await bus.publish(ANNOUNCE_SUBJECT, body)
+        await trio.sleep(ANNOUNCE_EVERY_S)
+
+
+async def _track_gateways(bus: Bus, directory: Directory,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    sub = await bus.subscribe(ANNOUNCE_SUBJECT)
+    task_status.started()
+    async for msg in sub:
+        try:
+            seen = orjson.loads(msg.data)
+            directory.saw(seen["gateway_id"], seen["ws_url"], trio.current_time())
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            logger.warning("gateway.bad_announcement", error=repr(exc))
 
 
 async def _fetch_keys(keys: KeyRing) -> None:

@@ -35,6 +35,8 @@ class Connection:
     catching_up_all: bool = True
     held_all: list[tuple[str, int, str]] = field(default_factory=list)
     closed: trio.Event = field(default_factory=trio.Event)
+    nursery: trio.Nursery | None = None  # the connection's own, for its background tasks
+    typing: dict[str, trio.CancelScope] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[str](self.queue_size)

@@ -7,6 +7,7 @@ frame text serialised once per event, not once per socket.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from .config import Config
 from .connection import Connection
 
 logger = log.get("gateway")
+TYPING_EXPIRY_S = 5.0
 FrameHandler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
@@ -106,7 +108,28 @@ class FrameHandlers:
         return {"type": "pong", **({"id": frame["id"]} if "id" in frame else {})}
 
     async def typing(self, conn: Connection, frame: dict[str, Any]) -> None:
-        return None  # ephemeral typing events arrive with the messaging step
+        """Typing is ephemeral: relayed, never stored; a start not refreshed within
+        TYPING_EXPIRY_S ends by itself, so a client that vanishes mid-word stops "typing"."""
+        chat_id, typing = frame["chat_id"], frame["type"] == "start_typing"
+        previous = conn.typing.pop(chat_id, None)
+        if previous is not None:
+            previous.cancel()
+        await self._relay_typing(conn, chat_id, typing)
+        if typing and conn.nursery is not None:
+            scope = conn.typing[chat_id] = trio.CancelScope()
+            conn.nursery.start_soon(self._expire_typing, conn, chat_id, scope)
+
+    async def _expire_typing(self, conn: Connection, chat_id: str, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(TYPING_EXPIRY_S)
+            conn.typing.pop(chat_id, None)
+            with contextlib.suppress(NatterjackError):
+                await self._relay_typing(conn, chat_id, False)
+
+    async def _relay_typing(self, conn: Connection, chat_id: str, typing: bool) -> None:
+        await rpc.call(self.bus, "im.router.typing", {"user_id": conn.user_id, "device_id": conn.device_id,
+                                                      "chat_id": chat_id, "typing": typing},
+                       timeout=self.timeout)
 
     async def sync(self, conn: Connection, frame: dict[str, Any]) -> None:
         await self.catch_up_chat(conn, frame["chat_id"], frame["after_seq"], None)

@@ -62,3 +62,23 @@ class Presence:
         key = self.cache.keys.presence(user_id)
         await self.cache.run(lambda r: self._if_ours(
             keys=[key], args=[device_id, self._owner(connection_id), "", 0], client=r))
+
+    async def online_devices(self, user_id: str) -> dict[str, str]:
+        found = await codec.online_devices(self.cache, [user_id], self.ttl_s)
+        return found.get(user_id, {})
+
+    async def set_last_seen(self, user_id: str, now_ms: int) -> None:
+        await self.cache.run(lambda r: r.set(self.cache.keys.last_seen(user_id), now_ms))
+
+    async def status(self, user_id: str, now_ms: int) -> dict[str, Any]:
+        """{user_id, status, last_seen_ts}: online while any device entry is fresh."""
+        def read(pipe: Any) -> None:
+            pipe.hgetall(self.cache.keys.presence(user_id))
+            pipe.get(self.cache.keys.last_seen(user_id))
+        entries, last_seen = await self.cache.pipeline(read)
+        fresh = codec.fresh_devices(entries or {}, self.ttl_s, now_ms)
+        stamps = [codec.decode(v)[2] for v in (entries or {}).values()]
+        if fresh:
+            return {"user_id": user_id, "status": "online", "last_seen_ts": now_ms}
+        seen = max([int(last_seen or 0), *stamps]) if stamps or last_seen else None
+        return {"user_id": user_id, "status": "offline", "last_seen_ts": seen}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
@@ -75,9 +76,9 @@ class WebSocketEdge:
         self.hub.add(conn)
         metrics.CONNECTIONS.inc()
         try:
-            await self._presence(self.presence.register if self.presence else None,
-                                 conn.user_id, conn.device_id, conn.connection_id, ids.now_ms())
+            await self._came_online(conn)
             async with trio.open_nursery() as nursery:
+                conn.nursery = nursery
                 nursery.start_soon(conn.writer)
                 nursery.start_soon(self.frames.catch_up, conn)
                 nursery.start_soon(self._reader, conn)
@@ -89,16 +90,39 @@ class WebSocketEdge:
             metrics.CONNECTIONS.dec()
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await conn.ws.aclose(conn.close_code, conn.close_reason)
-                await self._presence(self.presence.unregister if self.presence else None,
-                                     conn.user_id, conn.device_id, conn.connection_id)
+                await self._went_offline(conn)
 
-    async def _presence(self, action: Any, *args: Any) -> None:
-        if action is None:
+    async def _came_online(self, conn: Connection) -> None:
+        """Register the device; the user's first live device makes the user online."""
+        if self.presence is None:
             return
         try:
-            await action(*args)
+            await self.presence.register(conn.user_id, conn.device_id, conn.connection_id, ids.now_ms())
+            devices = await self.presence.online_devices(conn.user_id)
         except CacheUnavailable:
             logger.warning("gateway.presence_unavailable")
+            return
+        if set(devices) <= {conn.device_id}:
+            await self._announce(conn.user_id, "online")
+
+    async def _went_offline(self, conn: Connection) -> None:
+        """Remove the device; the user's last live device leaving makes the user offline."""
+        if self.presence is None:
+            return
+        try:
+            # last_seen first: a reader between the two steps still sees the user online.
+            await self.presence.set_last_seen(conn.user_id, ids.now_ms())
+            await self.presence.unregister(conn.user_id, conn.device_id, conn.connection_id)
+            if await self.presence.online_devices(conn.user_id):
+                return
+        except CacheUnavailable:
+            logger.warning("gateway.presence_unavailable")
+            return
+        await self._announce(conn.user_id, "offline")
+
+    async def _announce(self, user_id: str, status: str) -> None:
+        event = {"user_id": user_id, "status": status, "last_seen_ts": ids.now_ms()}
+        await self.frames.bus.publish(f"im.evt.presence.{user_id}", orjson.dumps(event))
 
     async def _expire(self, conn: Connection) -> None:
         await trio.sleep_until(trio.current_time() + max(0.0, conn.claims.expires_at - ids.now_ms() / 1000))

@@ -24,12 +24,18 @@ class User:
         return {"Authorization": f"Bearer {self.access_token}"}
 
 
+PASSWORD = "correct horse battery"
+
+
 async def register_and_login(http: httpx.AsyncClient, username: str, device_id: str = "d1") -> User:
-    password = "correct horse battery"
-    created = await http.post("/api/v1/auth/register", json={"username": username, "password": password})
+    created = await http.post("/api/v1/auth/register", json={"username": username, "password": PASSWORD})
     assert created.status_code == 201, created.text
+    return await login(http, username, device_id)
+
+
+async def login(http: httpx.AsyncClient, username: str, device_id: str) -> User:
     login = await http.post("/api/v1/auth/login",
-                            json={"username": username, "password": password, "device_id": device_id})
+                            json={"username": username, "password": PASSWORD, "device_id": device_id})
     assert login.status_code == 200, login.text
     body = login.json()
     return User(username, body["user_id"], body["device_id"], body["access_token"], body["ws_url"])

@@ -36,11 +36,22 @@ class Stack:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.ws_port}/ws"
 
-    def start(self, service: str) -> None:
-        log = open(self.log_dir / f"{service}.out", "ab")
-        self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+    def start(self, service: str, *, name: str | None = None, env: dict[str, str] | None = None) -> None:
+        """Start ``services.<service>`` as process ``name`` (default: the service's name)."""
+        name = name or service
+        log = open(self.log_dir / f"{name}.out", "ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"], env={**self.env, **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_gateway(self, name: str) -> tuple[str, str]:
+        """Another gateway process on ports of its own; returns (api base URL, ws URL)."""
+        http_port, ws_port = free_port(), free_port()
+        self.ports[name] = http_port
+        self.start("gateway", name=name, env={"NJ_GATEWAY_HTTP_PORT": str(http_port),
+                                              "NJ_GATEWAY_WS_PORT": str(ws_port)})
+        self.wait_ready(name)
+        return f"http://127.0.0.1:{http_port}", f"ws://127.0.0.1:{ws_port}/ws"
 
     def wait_ready(self, service: str, timeout: float = 30.0) -> None:
         url = f"http://127.0.0.1:{self.ports[service]}/ready"
