@@ -53,7 +53,7 @@ async def test_presence_is_seen_through_any_gateway(stack, second_gateway):
             online = (await http.get(url, headers=ivy.auth)).json()
             assert online["status"] == "online"
         with trio.fail_after(5):
-            while (offline := (await http.get(url, headers=ivy.auth)).json())["status"] != "offline":
+            while (offline := (await http.get(url, headers=ivy.auth)).json())["status"] != "offline":  # noqa: ASYNC110
                 await trio.sleep(0.05)
         assert offline["last_seen_ts"] >= online["last_seen_ts"] - 60_000
 
