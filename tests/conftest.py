@@ -12,7 +12,7 @@ import redis
 
 from libs.config import MySQLConfig
 from libs.natsd import NatsServer
-from tests.support.stack import running_nats
+from tools.stack import running_nats
 
 MYSQL_HOST = os.environ.get("NJ_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("NJ_TEST_MYSQL_PORT", "3306"))

@@ -125,7 +125,9 @@ class WebSocketEdge:
         await self.frames.bus.publish(f"im.evt.presence.{user_id}", orjson.dumps(event))
 
     async def _expire(self, conn: Connection) -> None:
-        await trio.sleep_until(trio.current_time() + max(0.0, conn.claims.expires_at - ids.now_ms() / 1000))
+        """Close with 4402 when the access token expires, unless an ``auth`` frame extended it."""
+        while (left := conn.claims.expires_at - ids.now_ms() / 1000) > 0:  # noqa: ASYNC110 - the deadline moves when the token is renewed
+            await trio.sleep(left)
         conn.close(CLOSE_TOKEN_EXPIRED, "access token expired: refresh, then reconnect")
 
     async def _reader(self, conn: Connection) -> None:

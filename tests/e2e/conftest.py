@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from libs.natsd import NatsServer
-from tests.support.stack import Stack, build_stack, running_nats, start_stack
+from tools.stack import Stack, build_stack, running_nats, start_stack
 
 
 @pytest.fixture(scope="module")
