@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +21,8 @@ import trio
 
 from libs.bus import js_publish, open_bus
 from libs.natsd import start_nats
+
+from . import report
 
 PAYLOAD = b"x" * 200
 
@@ -152,18 +152,8 @@ def main() -> None:
     text = table(raw, ours)
     print(text)
     if args.write:
-        _write_section(Path(args.write), text, args.quick)
-
-
-def _write_section(path: Path, text: str, quick: bool) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    section = (f"<!-- bus:start -->\nCommand: `make bench-bus` (`python -m bench.bus{' --quick' if quick else ''} "
-               f"--write BENCHMARKS.md`), {datetime.date.today()}, commit {commit or 'uncommitted'}.\n\n"
-               f"{text}\n<!-- bus:end -->")
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n## Bus\n\n<!-- bus:start -->\n<!-- bus:end -->\n"
-    head, _, rest = old.partition("<!-- bus:start -->")
-    _, _, tail = rest.partition("<!-- bus:end -->")
-    path.write_text(head + section + tail)
+        command = f"make bench-bus (python -m bench.bus{' --quick' if args.quick else ''} --write {args.write})"
+        report.write_section(Path(args.write), "bus", command, text)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ def common_env(nats_server: NatsServer, mysql_config: MySQLConfig, redis_url: st
             f"NJ_{service.upper().replace('-', '_')}_HTTP_PORT": "0",
             "NJ_LOG_LEVEL": "warning", "NJ_SHUTDOWN_DEADLINE_S": "3",
             "NJ_ARGON2_TIME_COST": "1", "NJ_ARGON2_MEMORY_KIB": "8", "NJ_ARGON2_PARALLELISM": "1",
+            # Every test client comes from 127.0.0.1: per-address limits would trip.
+            "NJ_AUTH_REGISTER_PER_IP_PER_HOUR": "1000000", "NJ_AUTH_LOGIN_IP_FREE_ATTEMPTS": "100000",
         }
         env.update(extra)
         return env

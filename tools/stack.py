@@ -114,3 +114,43 @@ def running_nats(prefix: str = "nj-nats-") -> Iterator[NatsServer]:
     finally:
         server.stop()
         shutil.rmtree(store, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def isolated_stack(extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """The five services on a nats-server, database and Redis prefix of their own.
+
+    For benchmarks and tools: MySQL/Redis come from NJ_MYSQL_* / NJ_REDIS_URL (defaults
+    127.0.0.1); the database and the keys are removed afterwards.
+    """
+    import secrets
+
+    import pymysql
+    import redis
+
+    tag = secrets.token_hex(4)
+    env = {"NJ_MYSQL_HOST": os.environ.get("NJ_MYSQL_HOST", "127.0.0.1"),
+           "NJ_MYSQL_PORT": os.environ.get("NJ_MYSQL_PORT", "3306"),
+           "NJ_MYSQL_USER": os.environ.get("NJ_MYSQL_USER", "root"),
+           "NJ_MYSQL_PASSWORD": os.environ.get("NJ_MYSQL_PASSWORD", ""),
+           "NJ_MYSQL_DATABASE": f"nj_bench_{tag}", "NJ_REDIS_PREFIX": f"njbench:{tag}:",
+           "NJ_REDIS_URL": os.environ.get("NJ_REDIS_URL", "redis://127.0.0.1:6379/0"),
+           "NJ_LOG_LEVEL": "warning", "NJ_AUTH_REGISTER_PER_IP_PER_HOUR": "1000000",
+           "NJ_AUTH_LOGIN_IP_FREE_ATTEMPTS": "100000", **(extra_env or {})}
+    log_dir = Path(tempfile.mkdtemp(prefix="nj-stack-"))
+    with running_nats("nj-stack-nats-") as nats:
+        stack = build_stack({**env, "NJ_NATS_URL": nats.url}, log_dir)
+        try:
+            yield start_stack(stack)
+        finally:
+            stack.stop_all()
+            conn = pymysql.connect(host=env["NJ_MYSQL_HOST"], port=int(env["NJ_MYSQL_PORT"]),
+                                   user=env["NJ_MYSQL_USER"], password=env["NJ_MYSQL_PASSWORD"])
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{env['NJ_MYSQL_DATABASE']}`")
+            conn.close()
+            client = redis.Redis.from_url(env["NJ_REDIS_URL"])
+            for key in client.scan_iter(match=f"{env['NJ_REDIS_PREFIX']}*", count=1000):
+                client.delete(key)
+            client.close()
+            shutil.rmtree(log_dir, ignore_errors=True)
