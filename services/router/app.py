@@ -1,4 +1,4 @@
-"""Router wiring: migrations, stream, and the request subjects it answers."""
+"""Router wiring: migrations, stream, the request subjects it answers, background tasks."""
 
 from __future__ import annotations
 
@@ -11,24 +11,42 @@ from libs.lifecycle import Runtime, run_service
 from libs.migrate import migrate
 from libs.streams import ensure_stream
 
+from .admin import ChatAdmin
 from .config import Config
+from .content_types import ContentTypes
+from .fanout import Fanout
 from .handlers import Handlers
+from .signals import Signals
 from .storage import Storage
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 QUEUE = "router"
 
 
-async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+async def main(config: Config, *, handle_signals: bool = True,
+               task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the router; ``handle_signals=False`` when not on the main thread (tests)."""
+
     async def start(runtime: Runtime, nursery: trio.Nursery) -> None:
         assert runtime.db is not None and runtime.cache is not None
         await trio.to_thread.run_sync(migrate, config.common.mysql, "router", MIGRATIONS)
         await ensure_stream(runtime.bus, config.stream)
-        handlers = Handlers(config, runtime.bus, Storage(runtime.db, runtime.cache, config.seq_block),
-                            nursery)
-        for verb, handler in (("send", handlers.send), ("read", handlers.read),
-                              ("chat.create", handlers.create_chat), ("chat.get", handlers.get_chat),
-                              ("chat.list", handlers.list_chats)):
-            await nursery.start(rpc.serve_rpc, runtime.bus, f"im.router.{verb}", QUEUE, handler)
+        storage = Storage(runtime.db, runtime.cache, config.seq_block)
+        fanout = Fanout(runtime.bus, storage, config.common.presence_ttl_s, nursery,
+                        concurrency=config.fanout_concurrency, backlog=config.fanout_backlog)
+        types = ContentTypes(storage)
+        core = Handlers(config, runtime.bus, storage, types, fanout, nursery)
+        admin, signals = ChatAdmin(core), Signals(core)
 
-    await run_service(config.common, start, task_status=task_status)
+        await nursery.start(storage.seq.run_flusher, config.confirm_flush_s)
+        routes = {"send": core.send, "read": core.read, "chat.create": core.create_chat,
+                  "chat.get": core.get_chat, "chat.list": core.list_chats,
+                  "chat.update": admin.update_chat, "message.update": core.update_message,
+                  "members.add": admin.add_member, "members.remove": admin.remove_member,
+                  "owner.transfer": admin.transfer_owner, "typing": signals.typing,
+                  "types.register": types.register, "types.list": types.list}
+        for verb, handler in routes.items():
+            await nursery.start(rpc.serve_rpc, runtime.bus, f"im.router.{verb}", QUEUE, handler)
+        await nursery.start(signals.serve_presence, runtime.bus, QUEUE)
+
+    await run_service(config.common, start, handle_signals=handle_signals, task_status=task_status)

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .errors import BadRequest
+from .errors import BadRequest, NotAllowed
 
 CHAT_TYPES = ("direct", "group")
 ROLES = ("owner", "admin", "member")
@@ -128,3 +128,104 @@ def message_event(req: SendRequest, seq: int, message_id: str, version: int, ts:
 def chat_object(chat: dict[str, Any], members: list[tuple[str, str]], last_seq: int) -> dict[str, Any]:
     return {"chat_id": chat["chat_id"], "type": chat["type"], "name": chat["name"],
             "last_seq": last_seq, "members": [{"user_id": u, "role": r} for u, r in members]}
+
+
+# ---- edits, recalls, deletes --------------------------------------------------------------
+UPDATE_KINDS = ("edit", "recall", "delete")
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    actor_id: str
+    actor_device_id: str
+    chat_id: str
+    target_seq: int
+    kind: str
+    content: Any
+
+
+def update_request(payload: dict[str, Any]) -> UpdateRequest:
+    kind = payload.get("kind")
+    if kind not in UPDATE_KINDS:
+        raise BadRequest("kind must be edit, recall or delete", details={"path": "$.kind"})
+    if kind == "edit" and "content" not in payload:
+        raise BadRequest("an edit carries content", details={"path": "$.content"})
+    return UpdateRequest(require_id(payload, "actor_id"),
+                         require_id(payload, "actor_device_id", _DEVICE_ID),
+                         require_id(payload, "chat_id"), require_int(payload, "target_seq", minimum=1),
+                         kind, payload.get("content") if kind == "edit" else None)
+
+
+def check_update(req: UpdateRequest, actor_role: str, target: dict[str, Any], now_ms: int,
+                 edit_window_s: int, recall_window_s: int) -> None:
+    """May ``req.actor_id`` (with ``actor_role``) edit/recall/delete ``target`` now?"""
+    if target.get("type") != "message":
+        raise BadRequest("only messages can be edited, recalled or deleted",
+                         details={"path": "$.target_seq"})
+    own = target.get("sender_id") == req.actor_id
+    if req.kind == "delete":
+        if not own and actor_role not in ("owner", "admin"):
+            raise NotAllowed("only the sender or an owner/admin deletes a message")
+        return
+    if not own:
+        raise NotAllowed(f"only the sender may {req.kind} a message")
+    window = edit_window_s if req.kind == "edit" else recall_window_s
+    if now_ms - int(target.get("ts") or 0) > window * 1000:
+        raise NotAllowed(f"the {req.kind} window of {window} s has passed",
+                         details={"window_s": window})
+
+
+def message_updated_event(req: UpdateRequest, seq: int, ts: int, target: dict[str, Any]) -> dict[str, Any]:
+    event = {"event": "message_updated", "chat_id": req.chat_id, "seq": seq, "ts": ts,
+             "target_seq": req.target_seq, "kind": req.kind, "actor_id": req.actor_id}
+    if isinstance(target.get("message_id"), str):
+        event["target_message_id"] = target["message_id"]
+    if req.kind == "edit":
+        event["content"] = req.content
+    return event
+
+
+# ---- ephemeral frames ---------------------------------------------------------------------
+def receipt_frame(chat_id: str, seq: int, user_id: str) -> dict[str, Any]:
+    return {"type": "receipt", "chat_id": chat_id, "seq": seq, "user_id": user_id, "status": "read"}
+
+
+def typing_frame(chat_id: str, user_id: str, typing: bool) -> dict[str, Any]:
+    return {"type": "typing_indicator", "chat_id": chat_id, "user_id": user_id, "typing": typing}
+
+
+def presence_frame(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The presence_update frame of a gateway's presence event; None when it is unusable."""
+    user_id, status, seen = payload.get("user_id"), payload.get("status"), payload.get("last_seen_ts")
+    if not isinstance(user_id, str) or not _ID.fullmatch(user_id) or status not in ("online", "offline"):
+        return None
+    if seen is not None and (isinstance(seen, bool) or not isinstance(seen, int)):
+        seen = None
+    return {"type": "presence_update", "user_id": user_id, "status": status, "last_seen_ts": seen}
+
+
+class TypingThrottle:
+    """At most one ``typing: true`` per (user, chat) per interval; ``false`` always passes."""
+
+    def __init__(self, interval_ms: int, max_entries: int = 100_000):
+        self.interval_ms = interval_ms
+        self.max_entries = max_entries
+        self._last: dict[tuple[str, str], int] = {}
+
+    def allow(self, user_id: str, chat_id: str, typing: bool, now_ms: int) -> bool:
+        key = (user_id, chat_id)
+        if not typing:
+            self._last.pop(key, None)
+            return True
+        last = self._last.get(key)
+        if last is not None and now_ms - last < self.interval_ms:
+            return False
+        if len(self._last) >= self.max_entries:
+            self._prune(now_ms)
+        self._last[key] = now_ms
+        return True
+
+    def _prune(self, now_ms: int) -> None:
+        self._last = {k: t for k, t in self._last.items() if now_ms - t < self.interval_ms}
+        if len(self._last) >= self.max_entries:
+            self._last.clear()

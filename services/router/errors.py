@@ -1,8 +1,10 @@
 """Errors the router reports; every one carries a contract code."""
 
 from libs.errors import (
+    CONFLICT,
     FORBIDDEN,
     MALFORMED,
+    NOT_FOUND,
     SCHEMA_FAILED,
     UNKNOWN_CHAT,
     UNKNOWN_TYPE,
@@ -42,3 +44,22 @@ class ContentInvalid(RouterError):
     """Raised when content fails its type's JSON Schema (``details.path`` names the field)."""
 
     code = SCHEMA_FAILED
+
+
+class NotAllowed(RouterError):
+    """Raised when the caller's role does not allow the change (e.g. a member adding users,
+    an admin removing the owner, an owner leaving without transferring ownership)."""
+
+    code = FORBIDDEN
+
+
+class TargetMissing(RouterError):
+    """Raised when the user or message a request names is not there (not a member, no such seq)."""
+
+    code = NOT_FOUND
+
+
+class TypeConflict(RouterError):
+    """Raised when a content type version is registered again with a different schema."""
+
+    code = CONFLICT

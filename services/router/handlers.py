@@ -1,4 +1,7 @@
-"""Bus handlers of the router: chats, sends, reads. No SQL or Redis here (see storage)."""
+"""Bus handlers of the router: chats, sends, edits, reads. No SQL or Redis here (see storage).
+
+Membership changes are in ``admin.py``, typing and presence in ``signals.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +14,28 @@ import trio
 from libs import events, ids, log, metrics, rpc
 from libs.bus import Bus, js_publish
 from libs.cache import CacheUnavailable
-from libs.errors import NotFound, Unavailable
+from libs.errors import NOT_FOUND, NatterjackError, NotFound, Unavailable
 
-from . import content_types, domain
+from . import domain
 from .config import Config
-from .errors import NotMember, UnknownChat
+from .content_types import ContentTypes
+from .errors import NotMember, TargetMissing, UnknownChat
+from .fanout import Fanout
 from .storage import Storage
 
 logger = log.get("router")
 
 
 class Handlers:
-    def __init__(self, config: Config, bus: Bus, storage: Storage, background: trio.Nursery):
+    def __init__(self, config: Config, bus: Bus, storage: Storage, types: ContentTypes,
+                 fanout: Fanout, background: trio.Nursery):
         self.config = config
         self.bus = bus
         self.storage = storage
+        self.types = types
+        self.fanout = fanout
         self.background = background
+        storage.seq.on_gap = self._schedule_gap
 
     # ---- chats --------------------------------------------------------------------------
     async def create_chat(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -39,12 +48,15 @@ class Handlers:
         if not await self.storage.create_chat(chat_id, spec, creator, now):
             existing = await self.storage.find_direct(spec.pair_key or "")
             return {**await self._chat_view(existing or {}), "created": False}
-        await self._publish({"event": "chat_updated", "chat_id": chat_id, "seq": 1, "ts": now,
-                             "kind": "created", "actor_id": creator,
-                             "details": {"type": spec.type, "name": spec.name,
-                                         "members": [{"user_id": u, "role": r} for u, r in spec.members]}})
+        created = {"event": "chat_updated", "chat_id": chat_id, "seq": 1, "ts": now,
+                   "kind": "created", "actor_id": creator,
+                   "details": {"type": spec.type, "name": spec.name,
+                               "members": [{"user_id": u, "role": r} for u, r in spec.members]}}
+        await self._publish(created)
         chat = await self.storage.chat(chat_id)
-        return {**await self._chat_view(chat or {}), "created": True}
+        view = await self._chat_view(chat or {})
+        await self.fanout.submit(self.fanout.event, created, [m["user_id"] for m in view["members"]])
+        return {**view, "created": True}
 
     async def get_chat(self, payload: dict[str, Any]) -> dict[str, Any]:
         chat_id, user_id = domain.require_id(payload, "chat_id"), domain.require_id(payload, "user_id")
@@ -60,14 +72,14 @@ class Handlers:
         user_id = domain.require_id(payload, "user_id")
         chats = []
         for row in await self.storage.chats_of(user_id):
-            last_seq = await self.storage.last_seq(row["chat_id"])
+            last_seq = await self.storage.last_seq(row["chat_id"], int(row["confirmed_seq"]))
             chats.append({"chat_id": row["chat_id"], "type": row["type"], "name": row["name"],
                           "last_seq": last_seq, "unread": max(0, last_seq - row["last_read_seq"])})
         return {"chats": chats}
 
     async def _chat_view(self, chat: dict[str, Any]) -> dict[str, Any]:
         members = await self.storage.members(chat["chat_id"])
-        last_seq = await self.storage.last_seq(chat["chat_id"])
+        last_seq = await self.storage.last_seq(chat["chat_id"], int(chat.get("confirmed_seq") or 0))
         return domain.chat_object(chat, members, last_seq)
 
     async def _require_users(self, user_ids: list[str]) -> None:
@@ -80,7 +92,7 @@ class Handlers:
     async def send(self, payload: dict[str, Any]) -> dict[str, Any]:
         req = domain.send_request(payload, self.config.metadata_max_bytes)
         members = await self._members_checked(req.chat_id, req.sender_id)
-        version = content_types.validate(req.content_type, req.content_version, req.content)
+        version = await self.types.validate(req.content_type, req.content_version, req.content)
         previous = await self._claim(req)
         if previous is not None:
             return previous
@@ -98,15 +110,60 @@ class Handlers:
             raise
         ack = {"message_id": event["message_id"], "chat_id": req.chat_id, "seq": seq, "ts": event["ts"]}
         metrics.MESSAGES_IN.inc()
-        self.background.start_soon(self._after_send, req, ack, event, members)
+        await self.fanout.submit(self._after_send, req, ack, event, members)
         return ack
 
+    async def update_message(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Edit, recall or delete a message: a stored ``message_updated`` event of its own."""
+        req = domain.update_request(payload)
+        members = await self._members_checked(req.chat_id, req.actor_id)
+        target = await self._target(req)
+        domain.check_update(req, dict(members)[req.actor_id], target, ids.now_ms(),
+                            self.config.edit_window_s, self.config.recall_window_s)
+        if req.kind == "edit":
+            await self.types.validate(str(target.get("content_type")), target.get("content_version"),
+                                      req.content)
+        event = await self.publish_new(req.chat_id, lambda seq, ts: domain.message_updated_event(
+            req, seq, ts, target))
+        await self.fanout.submit(self.fanout.event, event, [user for user, _ in members])
+        return {"chat_id": req.chat_id, "seq": event["seq"], "ts": event["ts"]}
+
+    async def _target(self, req: domain.UpdateRequest) -> dict[str, Any]:
+        """The target event from history; a just-sent message may take a moment to land there."""
+        ask = {"chat_id": req.chat_id, "user_id": req.actor_id, "seq": req.target_seq}
+        for attempt in range(6):
+            try:
+                return await rpc.call(self.bus, "im.history.get", ask,
+                                      timeout=self.config.common.request_timeout)
+            except NatterjackError as exc:
+                if exc.code != NOT_FOUND:
+                    raise
+                if attempt == 5 or req.target_seq > await self.storage.last_seq(req.chat_id):
+                    raise TargetMissing("no message at this seq",
+                                        details={"chat_id": req.chat_id, "seq": req.target_seq}) from None
+                await trio.sleep(0.2)
+        raise AssertionError("unreachable")
+
     async def read(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Advance the user's read position; other members' online devices get a receipt."""
         chat_id, user_id = domain.require_id(payload, "chat_id"), domain.require_id(payload, "user_id")
         seq = domain.require_int(payload, "seq", minimum=1)
-        await self._members_checked(chat_id, user_id)
-        await self.storage.mark_read(chat_id, user_id, seq)
+        members = await self._members_checked(chat_id, user_id)
+        if await self.storage.mark_read(chat_id, user_id, seq):
+            others = [user for user, _ in members if user != user_id]
+            await self.fanout.submit(self.fanout.frame, domain.receipt_frame(chat_id, seq, user_id), others)
         return {}
+
+    async def publish_new(self, chat_id: str, build: Any) -> dict[str, Any]:
+        """Allocate the next seq, store ``build(seq, ts)`` in the stream; a failure leaves a void."""
+        seq = await self.storage.next_seq(chat_id)
+        event = build(seq, ids.now_ms())
+        try:
+            await self._publish(event)
+        except BaseException:
+            self.background.start_soon(self._publish_void, chat_id, seq)
+            raise
+        return event
 
     async def _members_checked(self, chat_id: str, user_id: str) -> list[tuple[str, str]]:
         members = await self.storage.members(chat_id)
@@ -135,14 +192,15 @@ class Handlers:
         await js_publish(self.bus, events.stream_subject(event["chat_id"]), orjson.dumps(event),
                          msg_id=events.msg_id(event["chat_id"], event["seq"]),
                          deadline=self.config.publish_deadline_s)
+        self.storage.seq.confirm(event["chat_id"], event["seq"])
 
-    async def _publish_void(self, chat_id: str, seq: int) -> None:
+    async def _publish_void(self, chat_id: str, seq: int, reason: str = "send_failed") -> None:
         """A number was handed out but its send failed: store a void so seq stays dense.
 
         Same de-duplication id as the message: if the message did land after all, the
         stream drops the void.
         """
-        void = {"event": "void", "chat_id": chat_id, "seq": seq, "ts": ids.now_ms()}
+        void = {"event": "void", "chat_id": chat_id, "seq": seq, "ts": ids.now_ms(), "reason": reason}
         for _ in range(30):
             try:
                 await self._publish(void)
@@ -151,22 +209,31 @@ class Handlers:
                 await trio.sleep(2)
         logger.error("router.void_not_stored", chat_id=chat_id, seq=seq)
 
+    def _schedule_gap(self, chat_id: str, first: int, last: int) -> None:
+        self.background.start_soon(self._fill_gap, chat_id, first, last)
+
+    async def _fill_gap(self, chat_id: str, first: int, last: int) -> None:
+        """Numbers skipped after a counter loss become voids, once in-flight sends had time
+        to land (a number that did land keeps its event: the void is de-duplicated)."""
+        logger.warning("router.seq_gap", chat_id=chat_id, first=first, last=last,
+                       grace_s=self.config.void_grace_s)
+        await trio.sleep(self.config.void_grace_s)
+        in_flight = trio.Semaphore(32)
+
+        async def one(seq: int) -> None:
+            try:
+                await self._publish_void(chat_id, seq, "counter_resync")
+            finally:
+                in_flight.release()
+        async with trio.open_nursery() as nursery:
+            for seq in range(first, last + 1):
+                await in_flight.acquire()
+                nursery.start_soon(one, seq)
+
     async def _after_send(self, req: domain.SendRequest, ack: dict[str, Any], event: dict[str, Any],
                           members: list[tuple[str, str]]) -> None:
         try:
             await self.storage.record_send(req.sender_id, req.client_msg_id, ack, self.config.dedup_ttl_s)
         except CacheUnavailable:
             logger.warning("router.dedup_not_recorded", client_msg_id=req.client_msg_id)
-        await self.fan_out(event, [user for user, _ in members])
-
-    async def fan_out(self, event: dict[str, Any], user_ids: list[str]) -> None:
-        """Fast path: one publish per gateway holding a recipient device (not per member)."""
-        try:
-            presence = await self.storage.presence(user_ids, self.config.common.presence_ttl_s)
-        except CacheUnavailable:
-            body = orjson.dumps({"targets": [{"user_id": u} for u in user_ids], "event": event})
-            await self.bus.publish("im.gw.all.deliver", body)
-            return
-        for gateway, targets in domain.group_targets(presence).items():
-            await self.bus.publish(f"im.gw.{gateway}.deliver",
-                                   orjson.dumps({"targets": targets, "event": event}))
+        await self.fanout.event(event, [user for user, _ in members])

@@ -7,17 +7,16 @@ import contextlib
 from typing import Any
 
 import orjson
+import pymysql
 
 from libs import log, presence
 from libs.cache import Cache, CacheUnavailable
 from libs.db import Database
 
-from .domain import ChatSpec, next_reservation, reservation_needed
+from .domain import ChatSpec
+from .sequences import Sequencer
 
 logger = log.get("router.storage")
-# INCR only a counter that exists: a missing one means Redis lost it and it must be
-# resumed above MySQL's high-water mark, never restarted from 1.
-_INCR_EXISTING = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end return false"
 MEMBER_CACHE_TTL_S = 3600
 
 
@@ -26,9 +25,7 @@ class Storage:
         self.db = db
         self.cache = cache
         self.keys = cache.keys
-        self.seq_block = seq_block
-        self._reserved: dict[str, int] = {}
-        self._incr = cache.client.register_script(_INCR_EXISTING)
+        self.seq = Sequencer(db, cache, seq_block)
 
     # ---- chats --------------------------------------------------------------------------
     async def find_direct(self, pair_key: str) -> dict[str, Any] | None:
@@ -45,7 +42,7 @@ class Storage:
             inserted = cur.execute(
                 "INSERT IGNORE INTO router_conversations (chat_id, type, name, pair_key, created_by,"
                 " created_ts, seq_hwm) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (chat_id, spec.type, spec.name, spec.pair_key, creator, now, self.seq_block))
+                (chat_id, spec.type, spec.name, spec.pair_key, creator, now, 1))
             if not inserted:
                 return False
             cur.executemany(
@@ -54,13 +51,12 @@ class Storage:
             return True
         created = await self.db.transaction(run)
         if created:
-            self._reserved[chat_id] = self.seq_block
-            await self.cache.run(lambda r: r.set(self.keys.seq(chat_id), 1, nx=True))
+            await self.seq.chat_created(chat_id)
         return created
 
     async def chats_of(self, user_id: str) -> list[dict[str, Any]]:
         return await self.db.fetchall(
-            "SELECT c.chat_id, c.type, c.name, m.last_read_seq FROM router_members m"
+            "SELECT c.chat_id, c.type, c.name, c.confirmed_seq, m.last_read_seq FROM router_members m"
             " JOIN router_conversations c ON c.chat_id = m.chat_id WHERE m.user_id = %s"
             " ORDER BY c.created_ts", (user_id,))
 
@@ -88,40 +84,86 @@ class Storage:
             (chat_id,))
         return [(row["user_id"], row["role"]) for row in rows]
 
-    async def mark_read(self, chat_id: str, user_id: str, seq: int) -> None:
-        await self.db.execute(
-            "UPDATE router_members SET last_read_seq = GREATEST(last_read_seq, %s)"
-            " WHERE chat_id = %s AND user_id = %s", (seq, chat_id, user_id))
+    async def mark_read(self, chat_id: str, user_id: str, seq: int) -> bool:
+        """Move the read position forward (never back); True when it moved."""
+        return bool(await self.db.execute(
+            "UPDATE router_members SET last_read_seq = %s"
+            " WHERE chat_id = %s AND user_id = %s AND last_read_seq < %s", (seq, chat_id, user_id, seq)))
 
-    # ---- sequence numbers ---------------------------------------------------------------
+    # ---- membership changes -------------------------------------------------------------
+    async def change_members(self, chat_id: str, changes: list[tuple[str, str | None]], now: int) -> None:
+        """Apply (user, role) changes in one transaction: a role upserts, None removes."""
+        def run(cur: Any) -> None:
+            for user_id, role in changes:
+                if role is None:
+                    cur.execute("DELETE FROM router_members WHERE chat_id = %s AND user_id = %s",
+                                (chat_id, user_id))
+                else:
+                    cur.execute("INSERT INTO router_members (chat_id, user_id, role, joined_ts)"
+                                " VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE role = VALUES(role)",
+                                (chat_id, user_id, role, now))
+        await self.db.transaction(run)
+        await self.forget_members(chat_id)
+
+    async def rename(self, chat_id: str, name: str | None) -> None:
+        await self.db.execute("UPDATE router_conversations SET name = %s WHERE chat_id = %s",
+                              (name, chat_id))
+
+    async def forget_members(self, chat_id: str) -> None:
+        """Drop the cached member list; MySQL is read again on the next lookup."""
+        key = self.keys.members(chat_id)
+        try:
+            await self.cache.run(lambda r: r.delete(key))
+        except CacheUnavailable:
+            logger.warning("router.member_cache_not_cleared", chat_id=chat_id)
+
+    async def co_members(self, user_id: str, max_group: int) -> list[str]:
+        """Users sharing a chat of at most ``max_group`` members with ``user_id`` (one query)."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT o.user_id FROM router_members m"
+            " JOIN router_members o ON o.chat_id = m.chat_id AND o.user_id <> m.user_id"
+            " WHERE m.user_id = %s AND"
+            " (SELECT COUNT(*) FROM router_members c WHERE c.chat_id = m.chat_id) <= %s",
+            (user_id, max_group))
+        return [row["user_id"] for row in rows]
+
+    # ---- custom content types -----------------------------------------------------------
+    async def type_versions(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Registered versions (of one name, or all), oldest first."""
+        sql = "SELECT name, version, registrant_id, schema_json, created_ts FROM router_message_types"
+        if name is None:
+            return await self.db.fetchall(sql + " ORDER BY name, version")
+        return await self.db.fetchall(sql + " WHERE name = %s ORDER BY version", (name,))
+
+    async def register_type(self, name: str, decide: Any, now: int) -> tuple[int, bool, dict[str, Any]]:
+        """Insert the version ``decide(latest_row)`` names (row locked); returns (version, created, row).
+
+        ``decide`` raises to refuse, or returns (version, insert?).
+        """
+        def run(cur: Any) -> tuple[int, bool, dict[str, Any]]:
+            cur.execute("SELECT name, version, registrant_id, schema_json, created_ts"
+                        " FROM router_message_types WHERE name = %s ORDER BY version DESC LIMIT 1"
+                        " FOR UPDATE", (name,))
+            latest = cur.fetchone()
+            version, insert, row = decide(latest)
+            if insert:
+                cur.execute("INSERT INTO router_message_types (name, version, registrant_id,"
+                            " schema_json, created_ts) VALUES (%s, %s, %s, %s, %s)",
+                            (name, version, row["registrant_id"], row["schema_json"], now))
+                row = {**row, "created_ts": now}
+            return version, insert, row
+        try:
+            return await self.db.transaction(run)
+        except pymysql.err.IntegrityError:
+            # Another registration of the same version won the race: decide again.
+            return await self.db.transaction(run)
+
+    # ---- sequence numbers (see sequences.py) ------------------------------------------
     async def next_seq(self, chat_id: str) -> int:
-        """The chat's next seq: Redis INCR, covered by a MySQL reservation before use."""
-        key = self.keys.seq(chat_id)
-        seq = await self.cache.run(lambda r: self._incr(keys=[key], client=r))
-        if seq is None:
-            seq = await self._resume_counter(chat_id, key)
-        if reservation_needed(seq, self._reserved.get(chat_id, 0)):
-            await self._reserve(chat_id, next_reservation(seq, self.seq_block))
-        return int(seq)
+        return await self.seq.next(chat_id)
 
-    async def _reserve(self, chat_id: str, upto: int) -> None:
-        await self.db.execute(
-            "UPDATE router_conversations SET seq_hwm = GREATEST(seq_hwm, %s) WHERE chat_id = %s",
-            (upto, chat_id))
-        self._reserved[chat_id] = max(self._reserved.get(chat_id, 0), upto)
-
-    async def _resume_counter(self, chat_id: str, key: str) -> int:
-        """Redis lost the counter: continue above every number that could have been issued."""
-        row = await self.db.fetchone("SELECT seq_hwm FROM router_conversations WHERE chat_id = %s",
-                                     (chat_id,))
-        hwm = int(row["seq_hwm"]) if row else 0
-        logger.warning("router.seq_counter_resumed", chat_id=chat_id, above=hwm)
-        await self.cache.run(lambda r: r.set(key, hwm, nx=True))
-        return int(await self.cache.run(lambda r: r.incr(key)))
-
-    async def last_seq(self, chat_id: str) -> int:
-        value = await self.cache.run(lambda r: r.get(self.keys.seq(chat_id)))
-        return int(value or 0)
+    async def last_seq(self, chat_id: str, confirmed: int = 0) -> int:
+        return await self.seq.last_seq(chat_id, confirmed)
 
     # ---- idempotent sends ---------------------------------------------------------------
     async def claim_send(self, sender_id: str, client_msg_id: str, ttl_s: int) -> dict[str, Any] | None:
