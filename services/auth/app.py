@@ -15,6 +15,7 @@ from libs.rpc import serve_rpc
 from .config import Config
 from .handlers import AuthHandlers
 from .passwords import Passwords
+from .ratelimit import RateLimits
 from .storage import Storage
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -24,9 +25,12 @@ PURGE_GRACE_MS = 86_400_000
 logger = log.get("auth")
 
 
-async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED
-               ) -> None:
-    """Run auth until SIGTERM; ``task_status`` receives the Runtime once it serves."""
+async def main(config: Config, *, handle_signals: bool = True,
+               task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run auth until SIGTERM; ``task_status`` receives the Runtime once it serves.
+
+    ``handle_signals=False`` when not run on the main thread (tests, benchmarks).
+    """
 
     async def start(runtime: Runtime, nursery: trio.Nursery) -> None:
         applied = await trio.to_thread.run_sync(migrate, config.common.mysql, "auth", MIGRATIONS)
@@ -39,14 +43,16 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
         storage = Storage(runtime.db, runtime.cache, config.verify_cache_ttl_s)
         passwords = Passwords(config.argon2)
         await passwords.prepare()
-        handlers = AuthHandlers(storage, passwords, config.keys, runtime.bus,
+        limits = RateLimits(runtime.cache, config.limits)
+        handlers = AuthHandlers(storage, passwords, config.keys, runtime.bus, limits,
                                 access_ttl_s=config.access_token_ttl_s,
                                 refresh_ttl_s=config.refresh_token_ttl_s)
         for subject, handler in handlers.routes().items():
             await nursery.start(serve_rpc, runtime.bus, subject, QUEUE, handler)
         nursery.start_soon(purge_expired_sessions, storage, config.purge_interval_s)
 
-    await run_service(config.common, start, uses_db=True, uses_cache=True, task_status=task_status)
+    await run_service(config.common, start, uses_db=True, uses_cache=True,
+                      handle_signals=handle_signals, task_status=task_status)
 
 
 async def purge_expired_sessions(storage: Storage, interval_s: float) -> None:

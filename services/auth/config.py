@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from libs.config import CommonConfig, EnvReader
 
+from .domain import LockoutPolicy
 from .keys import KID_RE, KeyFileError, KeySet, build_key_set, generate_key_set
 from .keys import load_extra_public_keys as _load_extra
 from .keys import load_private_key as _load_private
@@ -33,6 +34,29 @@ class Argon2Params:
 
 
 @dataclass(frozen=True)
+class RateLimitParams:
+    login_free_attempts: int      # failures per username before lockouts start
+    login_ip_free_attempts: int   # failures per client address before lockouts start
+    login_window_s: int
+    lockout_base_s: float
+    lockout_max_s: float
+    register_per_ip_per_hour: int  # 0: no limit
+
+    def policy(self, free_attempts: int) -> LockoutPolicy:
+        return LockoutPolicy(free_attempts, self.login_window_s * 1000,
+                             max(1, round(self.lockout_base_s * 1000)),
+                             max(1, round(self.lockout_max_s * 1000)))
+
+    @property
+    def username_policy(self) -> LockoutPolicy:
+        return self.policy(self.login_free_attempts)
+
+    @property
+    def ip_policy(self) -> LockoutPolicy:
+        return self.policy(self.login_ip_free_attempts)
+
+
+@dataclass(frozen=True)
 class Config:
     common: CommonConfig
     keys: KeySet
@@ -41,6 +65,7 @@ class Config:
     refresh_token_ttl_s: int
     verify_cache_ttl_s: int
     purge_interval_s: float
+    limits: RateLimitParams
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:
@@ -52,9 +77,26 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     cache_ttl = env.int("NJ_AUTH_VERIFY_CACHE_TTL_S", 30, min=0, max=3600)
     purge = env.float("NJ_AUTH_PURGE_INTERVAL_S", 3600.0, min=1.0, max=7 * DAY_S)
     keys = _read_keys(env)
+    limits = _read_limits(env)
     env.check()
     assert keys is not None  # env.check() raised otherwise
-    return Config(common, keys, argon2, access_ttl, refresh_ttl, cache_ttl, purge)
+    return Config(common, keys, argon2, access_ttl, refresh_ttl, cache_ttl, purge, limits)
+
+
+def _read_limits(env: EnvReader) -> RateLimitParams:
+    params = RateLimitParams(
+        login_free_attempts=env.int("NJ_AUTH_LOGIN_FREE_ATTEMPTS", 5, min=1, max=1000),
+        login_ip_free_attempts=env.int("NJ_AUTH_LOGIN_IP_FREE_ATTEMPTS", 20, min=1,
+                                       max=100_000_000),
+        login_window_s=env.int("NJ_AUTH_LOGIN_WINDOW_S", 300, min=1, max=DAY_S),
+        lockout_base_s=env.float("NJ_AUTH_LOCKOUT_BASE_S", 1.0, min=0.001, max=DAY_S),
+        lockout_max_s=env.float("NJ_AUTH_LOCKOUT_MAX_S", 900.0, min=0.001, max=DAY_S),
+        register_per_ip_per_hour=env.int("NJ_AUTH_REGISTER_PER_IP_PER_HOUR", 20, min=0,
+                                         max=100_000_000),
+    )
+    if params.lockout_max_s < params.lockout_base_s:
+        env.errors.append("NJ_AUTH_LOCKOUT_MAX_S must be at least NJ_AUTH_LOCKOUT_BASE_S")
+    return params
 
 
 def _read_argon2(env: EnvReader) -> Argon2Params:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +23,7 @@ USER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 DISPLAY_NAME_MAX = 64
 TOKEN_MAX = 8192
+CLIENT_IP_MAX = 64
 MAX_USER_IDS = 10_000
 REVOKED_SUBJECT = "im.evt.session.revoked.{user_id}"
 
@@ -98,6 +101,7 @@ class RegisterRequest:
     username: str
     password: str
     display_name: str
+    client_ip: str | None = None  # rate-limit key of the caller's address
 
 
 @dataclass(frozen=True)
@@ -105,13 +109,36 @@ class LoginRequest:
     username_key: str | None  # None: not a possible username, so certainly unknown
     password: str
     device_id: str | None
+    client_ip: str | None = None
 
 
 def parse_register(payload: dict[str, Any]) -> RegisterRequest:
     username = validate_username(_string(payload, "username") or "")
     password = validate_password(_string(payload, "password") or "")
     display_name = validate_display_name(_string(payload, "display_name", required=False), username)
-    return RegisterRequest(username, password, display_name)
+    return RegisterRequest(username, password, display_name, parse_client_ip(payload))
+
+
+def parse_client_ip(payload: dict[str, Any]) -> str | None:
+    """The caller's address as a rate-limit key: one key per IPv4 address or IPv6 /64.
+
+    A client usually holds a whole IPv6 /64, so counting single v6 addresses would let it
+    rotate past any limit. A value that is no IP address (a proxy's label) is used as is.
+    """
+    value = _string(payload, "client_ip", required=False)
+    if not value:
+        return None
+    if len(value) > CLIENT_IP_MAX:
+        raise InvalidRequest("client_ip", f"must be at most {CLIENT_IP_MAX} characters")
+    try:
+        address = ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return value.lower()
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return f"{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
+    return str(address)
 
 
 def parse_login(payload: dict[str, Any]) -> LoginRequest:
@@ -123,7 +150,7 @@ def parse_login(payload: dict[str, Any]) -> LoginRequest:
         raise InvalidRequest("password", f"must be 1 to {PASSWORD_MAX} characters")
     device_id = validate_device_id(_string(payload, "device_id", required=False))
     key = username_key(username) if USERNAME_RE.fullmatch(username) else None
-    return LoginRequest(key, password, device_id)
+    return LoginRequest(key, password, device_id, parse_client_ip(payload))
 
 
 def parse_refresh_token(payload: dict[str, Any]) -> str:
@@ -240,3 +267,89 @@ def revoked_event(session: Session, reason: str, now: int) -> tuple[str, dict[st
     payload = {"user_id": session.user_id, "session_id": session.session_id,
                "device_id": session.device_id, "reason": reason, "ts": now}
     return REVOKED_SUBJECT.format(user_id=session.user_id), payload
+
+
+# ---- login lockout and registration limits ------------------------------------------------
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """``free_attempts`` failures within ``window_ms`` are free; from then on each counted
+    failure locks for ``base_ms``, doubling per further failure, capped at ``max_ms``."""
+
+    free_attempts: int
+    window_ms: int
+    base_ms: int
+    max_ms: int
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """The recent login failures of one username or one client address."""
+
+    failures: int = 0
+    last_ts: int = 0       # when the last failure was counted
+    locked_until: int = 0  # attempts before this time are refused
+
+
+@dataclass(frozen=True)
+class Admission:
+    allowed: bool
+    retry_after_ms: int = 0
+    records: tuple[Attempts, ...] = ()  # what to store when allowed
+    locked_by: int = -1  # when refused: the index of the record with the longest lock
+
+
+def expiry_ts(record: Attempts, policy: LockoutPolicy) -> int:
+    """The record is forgotten after a whole quiet window past its last failure and lock.
+
+    Measured from the end of the lock, so a lock longer than the window still grows."""
+    return max(record.last_ts, record.locked_until) + policy.window_ms
+
+
+def current(record: Attempts, now: int, policy: LockoutPolicy) -> Attempts:
+    return Attempts() if now >= expiry_ts(record, policy) else record
+
+
+def lock_ms(failures: int, policy: LockoutPolicy) -> int:
+    """0 below the threshold, then base, 2 x base, 4 x base ... up to max."""
+    extra = failures - policy.free_attempts
+    if extra < 0:
+        return 0
+    return min(policy.max_ms, policy.base_ms << min(extra, 64))
+
+
+def count_failure(record: Attempts, now: int, policy: LockoutPolicy) -> Attempts:
+    record = current(record, now, policy)
+    failures = record.failures + 1
+    lock = lock_ms(failures, policy)
+    return Attempts(failures, now, max(record.locked_until, now + lock) if lock
+                    else record.locked_until)
+
+
+def forgive(record: Attempts, now: int, policy: LockoutPolicy) -> Attempts:
+    """Take back one up-front count (the attempt succeeded or failed for another reason).
+
+    A lock already set stays: it may be owed to other callers' failures."""
+    record = current(record, now, policy)
+    return replace(record, failures=max(0, record.failures - 1))
+
+
+def admit_attempt(records: Sequence[Attempts], now: int,
+                  policies: Sequence[LockoutPolicy]) -> Admission:
+    """Refuse while any record is locked; otherwise let the attempt in and count it.
+
+    The attempt counts as a failure *before* the password is checked (a success clears or
+    forgives it), so a burst of concurrent guesses cannot all pass before one is stored.
+    """
+    fresh = [current(r, now, p) for r, p in zip(records, policies, strict=True)]
+    waits = [r.locked_until - now for r in fresh]
+    if waits and max(waits) > 0:
+        longest = max(waits)
+        return Admission(False, longest, locked_by=waits.index(longest))
+    return Admission(True, 0, tuple(count_failure(r, now, p)
+                                    for r, p in zip(fresh, policies, strict=True)))
+
+
+def registration_wait_ms(count: int, window_left_ms: int, limit: int) -> int:
+    """0 if the ``count``-th registration from one address in this window is allowed, else
+    how long until the window ends (at least 1 ms)."""
+    return 0 if count <= limit else max(1, window_left_ms)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from libs.errors import CONFLICT, Malformed, NatterjackError, NotFound, Unauthenticated
+from libs.errors import (
+    CONFLICT,
+    RATE_LIMITED,
+    Malformed,
+    NatterjackError,
+    NotFound,
+    Unauthenticated,
+)
 
 
 class AuthError(NatterjackError):
@@ -55,3 +62,18 @@ class SessionNotFound(AuthError, NotFound):
 
     def __init__(self) -> None:
         super().__init__("no live session for that device")
+
+
+class RateLimited(AuthError):
+    """Raised by login while the username or client address is locked out, and by register
+    when the address made too many accounts this hour (4029).
+
+    ``details.retry_after_ms`` says when to try again; ``details.scope`` which limit hit
+    (``username``, ``client_ip`` or ``register``).
+    """
+
+    code = RATE_LIMITED
+
+    def __init__(self, retry_after_ms: int, scope: str):
+        super().__init__("too many attempts, retry later",
+                         details={"retry_after_ms": int(retry_after_ms), "scope": scope})

@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 import orjson
+import trio
 
 from libs import log, tokens
 from libs.bus import Bus
@@ -27,15 +28,17 @@ from .errors import (
 )
 from .keys import KeySet
 from .passwords import Passwords
+from .ratelimit import RateLimits
 from .storage import Storage
 
 logger = log.get("auth")
 
 
 class AuthHandlers:
-    def __init__(self, storage: Storage, passwords: Passwords, keys: KeySet, bus: Bus, *,
-                 access_ttl_s: int, refresh_ttl_s: int):
+    def __init__(self, storage: Storage, passwords: Passwords, keys: KeySet, bus: Bus,
+                 limits: RateLimits, *, access_ttl_s: int, refresh_ttl_s: int):
         self.storage = storage
+        self.limits = limits
         self.passwords = passwords
         self.keys = keys
         self.bus = bus
@@ -60,6 +63,7 @@ class AuthHandlers:
     # ---- accounts ----------------------------------------------------------------------
     async def register(self, payload: dict[str, Any]) -> dict[str, Any]:
         request = domain.parse_register(payload)
+        await self.limits.admit_registration(request.client_ip)
         # Checked before hashing so a taken name costs no argon2 work; the UNIQUE index
         # still decides a race between two registrations.
         if await self.storage.username_taken(domain.username_key(request.username)):
@@ -73,14 +77,17 @@ class AuthHandlers:
 
     async def login(self, payload: dict[str, Any]) -> dict[str, Any]:
         request = domain.parse_login(payload)
-        key = request.username_key
-        found = await self.storage.find_login(key) if key else None
-        # Unknown users are checked against a dummy hash: both failures take as long.
-        matches = await self.passwords.verify(found[1] if found else None, request.password)
-        if found is None or not matches:
-            raise InvalidCredentials()
-        user_id, stored_hash = found
-        await self._upgrade_hash(user_id, stored_hash, request.password)
+        key, client_ip = request.username_key, request.client_ip
+        await self.limits.admit_login(key, client_ip)  # counts this attempt as a failure
+        try:
+            user_id = await self._check_credentials(request)
+        except InvalidCredentials:
+            raise
+        except Exception:  # not the caller's fault (e.g. MySQL down): take the count back
+            with trio.CancelScope(shield=True):
+                await self.limits.forgive_login(key, client_ip)
+            raise
+        await self.limits.login_succeeded(key, client_ip)
         now = now_ms()
         session = domain.new_session(user_id, request.device_id or new_id(), new_id(), new_id(),
                                      now, self.refresh_ttl_s * 1000)
@@ -91,6 +98,18 @@ class AuthHandlers:
         logger.info("auth.logged_in", user_id=user_id, device_id=session.device_id,
                     session_id=session.session_id)
         return self._grant(session, refresh_token, now)
+
+    async def _check_credentials(self, request: domain.LoginRequest) -> str:
+        """The user id if the password matches, else InvalidCredentials."""
+        key = request.username_key
+        found = await self.storage.find_login(key) if key else None
+        # Unknown users are checked against a dummy hash: both failures take as long.
+        matches = await self.passwords.verify(found[1] if found else None, request.password)
+        if found is None or not matches:
+            raise InvalidCredentials()
+        user_id, stored_hash = found
+        await self._upgrade_hash(user_id, stored_hash, request.password)
+        return user_id
 
     async def _upgrade_hash(self, user_id: str, stored_hash: str, password: str) -> None:
         """Re-hash with the current cost settings once they changed (needs the plain password)."""

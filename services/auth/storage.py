@@ -9,9 +9,9 @@ request; MySQL stays the truth.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pymysql
@@ -26,11 +26,14 @@ from .domain import RefreshOutcome, RefreshPlan, Session, is_live, plan_refresh
 from .errors import UsernameTaken
 
 logger = log.get("auth.storage")
+T = TypeVar("T")
 COLUMNS = ("session_id, user_id, device_id, family_id, created_ts, last_seen_ts, expires_ts, "
            "revoked_ts")
 INSERT_SESSION = (f"INSERT INTO sessions ({COLUMNS}, refresh_hash) "
                   "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
 DUPLICATE_KEY = 1062
+# Applies to the transaction's first statement onwards (issued before any other).
+READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 IN_CHUNK = 1000
 PURGE_BATCH = 5000
 
@@ -47,6 +50,16 @@ def _session(row: dict[str, Any]) -> Session:
 
 def _insert_session(cur: Any, session: Session, refresh_hash: str) -> None:
     cur.execute(INSERT_SESSION, (*dataclasses.astuple(session), refresh_hash))
+
+
+def _read_committed(fn: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``fn`` in a READ COMMITTED transaction. Its locking reads then lock only the rows
+    they find, not the index gaps next to them: under REPEATABLE READ, concurrent logins
+    of *different* users whose rows sit side by side in an index deadlocked on gap locks."""
+    def run(cur: Any) -> T:
+        cur.execute(READ_COMMITTED)
+        return fn(cur)
+    return run
 
 
 def _select_sessions(cur: Any, where: str, args: Sequence[Any],
@@ -107,6 +120,9 @@ class Storage:
     async def open_session(self, session: Session, refresh_hash: str) -> list[Session]:
         """Insert a login's session; ends the device's earlier live sessions and returns them."""
         def run(cur: Any) -> list[Session]:
+            # The user's row lock serializes one user's logins (no gap locks to do it).
+            cur.execute("SELECT user_id FROM users WHERE user_id = %s FOR UPDATE",
+                        (session.user_id,))
             where = "user_id = %s AND device_id = %s AND revoked_ts IS NULL"
             args = (session.user_id, session.device_id)
             replaced = _select_sessions(cur, where, args, lock=True)
@@ -114,7 +130,7 @@ class Storage:
                         (session.created_ts, *args))
             _insert_session(cur, session, refresh_hash)
             return [s for s in replaced if is_live(s, session.created_ts)]
-        replaced = await self.db.transaction(run)
+        replaced = await self.db.transaction(_read_committed(run))
         await self._forget(replaced)
         return replaced
 
@@ -132,7 +148,7 @@ class Storage:
             if plan.outcome is RefreshOutcome.REUSED and plan.revoke_family:
                 return RefreshResult(plan, self._end_family(cur, plan.revoke_family, now))
             return RefreshResult(plan, [])
-        result = await self.db.transaction(run)
+        result = await self.db.transaction(_read_committed(run))
         await self._forget(result.ended)
         return result
 
@@ -162,7 +178,7 @@ class Storage:
             found = _select_sessions(cur, where, args, lock=True)
             cur.execute(f"UPDATE sessions SET revoked_ts = %s WHERE {where}", (now, *args))
             return [s for s in found if is_live(s, now)]
-        ended = await self.db.transaction(run)
+        ended = await self.db.transaction(_read_committed(run))
         await self._forget(ended)
         return ended
 

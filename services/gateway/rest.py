@@ -88,6 +88,7 @@ class RestApi:
     async def _with_ip(self, request: Request) -> dict[str, Any]:
         """The body plus the client's address, which auth rate-limits by."""
         body = await self._body(request)
+        body.pop("client_ip", None)  # only the gateway may say where a request came from
         if request.client:
             body["client_ip"] = request.client.host
         return body
