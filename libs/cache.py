@@ -65,6 +65,9 @@ class Keys:
     def recent(self, chat_id: str) -> str:
         return f"{self.prefix}history:recent:{chat_id}"
 
+    def recent_meta(self, chat_id: str) -> str:
+        return f"{self.prefix}history:recent_meta:{chat_id}"
+
     # delivery-retry
     def cursor(self, device_key: str) -> str:
         return f"{self.prefix}dlv:cursor:{device_key}"

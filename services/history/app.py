@@ -1,8 +1,10 @@
-"""history's wiring: migrate, bind the stream consumer, start the writer and the RPC handlers."""
+"""history's wiring: migrate, bind the stream consumer, start the writer, the recent-event
+cache, retention and the RPC handlers."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import pymysql
@@ -13,21 +15,24 @@ from libs.bus import Bus, pull_consumer
 from libs.lifecycle import Runtime, run_service
 from libs.migrate import migrate
 
+from . import retention
 from .config import Config
 from .handlers import HistoryHandlers
-from .storage import HistoryStorage
+from .recent import RecentCache
+from .storage import HistoryStorage, WriteResult
 from .writer import EventWriter
 
 CONSUMER = "history"
 QUEUE = "history"
 PAGE_SUBJECT = "im.history.page"
 GET_SUBJECT = "im.history.get"
+SEARCH_SUBJECT = "im.history.search"
 FETCH_EXPIRES_S = 0.05
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 logger = log.get("history")
 
 
-async def main(config: Config, *,
+async def main(config: Config, *, handle_signals: bool = True,
                task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
     async def start(runtime: Runtime, nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
         assert runtime.db is not None
@@ -35,15 +40,36 @@ async def main(config: Config, *,
         await streams.ensure_stream(runtime.bus, config.stream)
         await streams.ensure_consumer(runtime.bus, CONSUMER)
         storage = HistoryStorage(runtime.db)
+        recent = None
+        if runtime.cache is not None and config.cache_events > 0:
+            recent = RecentCache(runtime.cache, max_events=config.cache_events,
+                                 ttl_s=config.cache_ttl_s)
+            await nursery.start(recent.run_reconciler)
         writer = EventWriter(storage, batch_max=config.batch_max, batch_wait=config.batch_wait_s,
-                             retry_base=config.retry_base_s, retry_max=config.retry_max_s)
+                             retry_base=config.retry_base_s, retry_max=config.retry_max_s,
+                             after_commit=_cache_filler(recent))
         await nursery.start(_consume, runtime.bus, writer, config.batch_max)
-        handlers = HistoryHandlers(storage)
+        handlers = HistoryHandlers(storage, recent, await storage.fulltext_settings())
         await nursery.start(rpc.serve_rpc, runtime.bus, PAGE_SUBJECT, QUEUE, handlers.page)
         await nursery.start(rpc.serve_rpc, runtime.bus, GET_SUBJECT, QUEUE, handlers.get)
+        await nursery.start(rpc.serve_rpc, runtime.bus, SEARCH_SUBJECT, QUEUE, handlers.search)
+        if config.retention_days > 0:
+            await nursery.start(partial(retention.run, storage, recent, days=config.retention_days,
+                                        batch=config.retention_batch,
+                                        interval_s=config.retention_interval_s))
         return writer.drain
 
-    await run_service(config.common, start, uses_db=True, uses_cache=True, task_status=task_status)
+    await run_service(config.common, start, uses_db=True, uses_cache=True,
+                      handle_signals=handle_signals, task_status=task_status)
+
+
+def _cache_filler(recent: RecentCache | None) -> Callable[[WriteResult], Awaitable[None]] | None:
+    if recent is None:
+        return None
+
+    async def fill(result: WriteResult) -> None:
+        await recent.store_written(result.chats)
+    return fill
 
 
 async def _consume(bus: Bus, writer: EventWriter, fetch_batch: int, *,

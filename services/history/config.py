@@ -19,6 +19,11 @@ class Config:
     batch_wait_ms: int  # how long the first row of a batch waits for company
     retry_base_ms: int  # first back-off after a failed MySQL write
     retry_max_ms: int  # back-off cap; the writer retries forever
+    cache_events: int = 200  # newest events per chat kept in Redis (0: no cache)
+    cache_ttl_s: int = 86_400  # a chat's cached events expire this long after its last write
+    retention_days: int = 0  # delete events older than this (0: keep forever)
+    retention_interval_s: int = 3_600  # pause between retention sweeps
+    retention_batch: int = 1_000  # events deleted per chat per transaction, at most
 
     @property
     def batch_wait_s(self) -> float:
@@ -42,6 +47,11 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         batch_wait_ms=env.int("NJ_HISTORY_BATCH_WAIT_MS", 50, min=0, max=60_000),
         retry_base_ms=env.int("NJ_HISTORY_RETRY_BASE_MS", 100, min=1, max=600_000),
         retry_max_ms=env.int("NJ_HISTORY_RETRY_MAX_MS", 10_000, min=1, max=3_600_000),
+        cache_events=env.int("NJ_HISTORY_CACHE_EVENTS", 200, min=0, max=10_000),
+        cache_ttl_s=env.int("NJ_HISTORY_CACHE_TTL_S", 86_400, min=1, max=30 * 86_400),
+        retention_days=env.int("NJ_HISTORY_RETENTION_DAYS", 0, min=0, max=100_000),
+        retention_interval_s=env.int("NJ_HISTORY_RETENTION_INTERVAL_S", 3_600, min=1, max=86_400),
+        retention_batch=env.int("NJ_HISTORY_RETENTION_BATCH", 1_000, min=1, max=100_000),
     )
     if config.retry_base_ms > config.retry_max_ms:
         env.errors.append("NJ_HISTORY_RETRY_BASE_MS must not exceed NJ_HISTORY_RETRY_MAX_MS")

@@ -17,6 +17,7 @@ import orjson
 from libs import events
 
 from .errors import BadRequest, NotMember, UnknownChat
+from .updates import MessageUpdate, parse_update, text_content
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
@@ -156,6 +157,8 @@ class StoredEvent:
     body: str
     ts: int
     member_changes: tuple[MemberChange, ...] = ()
+    text_content: str | None = None  # indexed for search (text messages only)
+    update: MessageUpdate | None = None  # what a message_updated event does to its target
 
     @property
     def key(self) -> tuple[str, int]:
@@ -164,7 +167,7 @@ class StoredEvent:
     def columns(self) -> tuple[Any, ...]:
         return (self.chat_id, self.seq, self.event, self.message_id, self.sender_id,
                 self.sender_device_id, self.client_msg_id, self.content_type,
-                self.content_version, self.body, self.ts)
+                self.content_version, self.body, self.ts, self.text_content)
 
     def without_message_id(self) -> StoredEvent:
         return replace(self, message_id=None)
@@ -201,7 +204,10 @@ def decode_event(data: bytes) -> StoredEvent:
         content_type=_fit(event.get("content_type"), 64),
         content_version=_int_in(event.get("content_version"), -(2**31), 2**31 - 1),
         body=data.decode(), ts=_int_in(event.get("ts"), 0, MAX_SEQ) or 0,
-        member_changes=member_changes(event, chat_id, seq))
+        member_changes=member_changes(event, chat_id, seq),
+        text_content=text_content(event.get("content_type"), event.get("content"))
+        if name == "message" else None,
+        update=parse_update(event, seq))
 
 
 def _user_ids(members: Any) -> list[str]:

@@ -9,8 +9,8 @@ meanwhile. Unreadable messages are terminated so they never block the consumer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import trio
 
@@ -28,13 +28,17 @@ class Batches(Protocol):
 
 
 class EventStore(Protocol):
-    async def write_events(self, events: Sequence[StoredEvent]) -> int: ...
+    async def write_events(self, events: Sequence[StoredEvent]) -> Any: ...  # int(result): rows new
+
+
+AfterCommit = Callable[[Any], Awaitable[None]]
 
 
 class EventWriter:
     def __init__(self, store: EventStore, *, batch_max: int, batch_wait: float,
-                 retry_base: float, retry_max: float):
+                 retry_base: float, retry_max: float, after_commit: AfterCommit | None = None):
         self.store = store
+        self.after_commit = after_commit  # e.g. fill the cache; runs before the acks
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.retry_base = retry_base
@@ -94,7 +98,7 @@ class EventWriter:
         attempt = 0
         while True:
             try:
-                inserted = await self.store.write_events(events)
+                result = await self.store.write_events(events)
                 break
             except Exception as exc:  # any failure: keep the batch, never drop it
                 attempt += 1
@@ -104,8 +108,10 @@ class EventWriter:
                 for msg, _ in batch:
                     msg.in_progress()
                 await trio.sleep(delay)
+        if self.after_commit is not None:  # before the acks: a crash here redelivers the batch
+            await self.after_commit(result)
         for msg, _ in batch:
             msg.ack()
-        metrics.HISTORY_ROWS.inc(inserted)
+        metrics.HISTORY_ROWS.inc(int(result))
         if attempt:
             logger.info("history.write_recovered", attempts=attempt + 1, rows=len(events))

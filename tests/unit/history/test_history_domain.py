@@ -39,7 +39,7 @@ def test_decode_message_copies_columns_and_keeps_body_verbatim() -> None:
     data = orjson.dumps(message())
     row = decode_event(data)
     assert row.columns() == ("c1", 2, "message", "01HZX3Q5T7V9W1Y3Z5A7C9E1G3", "u1", "d1", "m-1",
-                             "text", 1, data.decode(), 1700000000000)
+                             "text", 1, data.decode(), 1700000000000, "hi")
     assert row.member_changes == ()
 
 

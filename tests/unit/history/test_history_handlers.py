@@ -10,7 +10,7 @@ import pytest
 from libs.errors import NatterjackError
 from services.history.domain import Access
 from services.history.handlers import HistoryHandlers
-from services.history.storage import HistoryStorage, StoredBody
+from services.history.storage import HistoryStorage, PageRead, StoredBody
 
 
 def body(seq: int) -> str:
@@ -25,15 +25,17 @@ class FakeStorage:
 
     async def read_page(self, chat_id, user_id, plan):
         if self.access is not Access.MEMBER:
-            return self.access, []
+            return PageRead(self.access)
         ordered = sorted(self.seqs, reverse=plan.newest_first)
-        return self.access, [StoredBody(s, body(s)) for s in ordered if plan.admits(s)][: plan.fetch_limit]
+        rows = [StoredBody(s, body(s)) for s in ordered if plan.admits(s)][: plan.fetch_limit]
+        return PageRead(self.access, rows)
 
     async def read_event(self, chat_id, user_id, seq):
-        return self.access, body(seq) if seq in self.seqs and self.access is Access.MEMBER else None
+        found = seq in self.seqs and self.access is Access.MEMBER
+        return self.access, StoredBody(seq, body(seq)) if found else None
 
     async def read_message(self, user_id, message_id):
-        return ("c1", self.access, body(3)) if message_id == "m3" else None
+        return ("c1", self.access, StoredBody(3, body(3))) if message_id == "m3" else None
 
 
 def handlers_over(storage: FakeStorage) -> HistoryHandlers:
@@ -49,7 +51,8 @@ async def test_page_reply_shape() -> None:
     reply = await answer(handlers.page, {"chat_id": "c1", "user_id": "u1", "limit": 3})
     assert reply["chat_id"] == "c1" and reply["has_more"] is True
     assert [e["seq"] for e in reply["events"]] == [8, 9, 10]
-    assert list(reply["events"][0]) == ["type", "chat_id", "seq", "ts", "content"]
+    assert list(reply["events"][0]) == ["type", "chat_id", "seq", "ts", "content", "state"]
+    assert reply["events"][0]["state"] == "active"
     assert list(reply["events"][0]["content"]) == ["z", "a"]
 
 
