@@ -16,7 +16,7 @@ import trio
 
 from libs import events, log, rpc
 from libs.bus import Bus
-from libs.errors import NatterjackError
+from libs.errors import FORBIDDEN, UNKNOWN_CHAT, NatterjackError
 
 from .config import Config
 from .connection import Connection
@@ -170,10 +170,18 @@ class FrameHandlers:
         order = conn.order(chat_id)
         with trio.move_on_after(self.config.catch_up_wait_s):
             while True:
-                page = await rpc.call(self.bus, "im.history.page",
-                                      {"chat_id": chat_id, "user_id": conn.user_id,
-                                       "after_seq": max(after, order.delivered), "limit": 200},
-                                      timeout=self.timeout)
+                try:
+                    page = await rpc.call(self.bus, "im.history.page",
+                                          {"chat_id": chat_id, "user_id": conn.user_id,
+                                           "after_seq": max(after, order.delivered), "limit": 200},
+                                          timeout=self.timeout)
+                except NatterjackError as exc:
+                    # A plan from delivery-retry names chats the user is in; history saying
+                    # otherwise only means it has not stored the chat's first events yet.
+                    if last_seq is None or exc.code not in (UNKNOWN_CHAT, FORBIDDEN):
+                        raise
+                    await trio.sleep(0.02)
+                    continue
                 for item in page["events"]:
                     if item["seq"] > order.delivered:
                         conn.send_frame(_page_item_to_frame(item))

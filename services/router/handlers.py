@@ -14,7 +14,7 @@ import trio
 from libs import events, ids, log, metrics, rpc
 from libs.bus import Bus, js_publish
 from libs.cache import CacheUnavailable
-from libs.errors import NOT_FOUND, NatterjackError, NotFound, Unavailable
+from libs.errors import FORBIDDEN, NOT_FOUND, UNKNOWN_CHAT, NatterjackError, NotFound, Unavailable
 
 from . import domain
 from .config import Config
@@ -136,7 +136,9 @@ class Handlers:
                 return await rpc.call(self.bus, "im.history.get", ask,
                                       timeout=self.config.common.request_timeout)
             except NatterjackError as exc:
-                if exc.code != NOT_FOUND:
+                # The actor's membership is checked here already: history answering "unknown
+                # chat" or "not a member" only means its projection has not caught up yet.
+                if exc.code not in (NOT_FOUND, UNKNOWN_CHAT, FORBIDDEN):
                     raise
                 if attempt == 5 or req.target_seq > await self.storage.last_seq(req.chat_id):
                     raise TargetMissing("no message at this seq",

@@ -21,7 +21,9 @@ def stack_nats() -> Iterator[NatsServer]:
 @pytest.fixture(scope="module")
 def stack(common_env, stack_nats: NatsServer) -> Iterator[Stack]:
     log_dir = Path(tempfile.mkdtemp(prefix="nj-e2e-"))
-    env = common_env("e2e", NJ_NATS_URL=stack_nats.url)
+    # A loaded CI machine can leave history seconds behind: let catch-up wait for it.
+    env = common_env("e2e", NJ_NATS_URL=stack_nats.url, NJ_LOG_LEVEL="info",
+                     NJ_GATEWAY_CATCH_UP_WAIT_S="15")
     env.pop("NJ_E2E_HTTP_PORT")
     running = build_stack(env, log_dir)
     try:
