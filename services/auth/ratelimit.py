@@ -12,6 +12,8 @@ away; argon2's cost still bounds the guessing rate per core.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,7 +33,7 @@ from .errors import RateLimited
 logger = log.get("auth.ratelimit")
 T = TypeVar("T")
 HOUR_MS = 3_600_000
-WATCH_TRIES = 8
+WATCH_TRIES = 50  # many logins from one address (a NAT) race on its key
 CONTENDED_RETRY_MS = 100  # a caller that lost the WATCH race every time retries after this
 USER, IP = "login_user", "login_ip"
 SCOPE_NAMES = {USER: "username", IP: "client_ip"}  # as reported in details.scope
@@ -143,7 +145,7 @@ def _watched(client: redis.Redis, keys: list[str], policies: list[LockoutPolicy]
              decide: Decide[T]) -> T:
     """Read, decide, write under WATCH; retried while another caller changes a key."""
     with client.pipeline() as pipe:
-        for _ in range(WATCH_TRIES):
+        for attempt in range(WATCH_TRIES):
             try:
                 pipe.watch(*keys)
                 result, updated = decide([_decode(pipe.hgetall(key)) for key in keys])
@@ -156,7 +158,8 @@ def _watched(client: redis.Redis, keys: list[str], policies: list[LockoutPolicy]
                 pipe.execute()
                 return result
             except redis.exceptions.WatchError:
-                continue
+                # Runs in a worker thread: a short randomised pause spreads the racers out.
+                time.sleep(random.uniform(0, 0.001 * (attempt + 1)))
     raise Contended()
 
 
