@@ -63,12 +63,15 @@ class Handlers:
         return outcomes
 
     async def sync(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """{user_id, device_id[, chat_id[, after_seq]]} -> {chats: [{chat_id, after_seq,
-        last_seq, action}]}: every chat the device is behind in, or the one chat asked for."""
+        """{user_id, device_id[, chat_id[, after_seq]][, all]} -> {chats: [{chat_id, after_seq,
+        last_seq, action}]}: every chat the device is behind in ("resend"; with ``all``, the
+        caught-up ones too, as "live"), or the one chat asked for."""
         query = domain.parse_device_query(payload)
         if query.chat_id is None:
-            rows = await self.storage.behind_chats(query.user_id, query.device_id)
-            return {"chats": [{**row, "action": "resend"} for row in rows]}
+            rows = await self.storage.behind_chats(query.user_id, query.device_id,
+                                                   caught_up_too=payload.get("all") is True)
+            return {"chats": [{**row, "action": "resend" if row["last_seq"] > row["after_seq"] else "live"}
+                              for row in rows]}
         view = await self._member_view(query)
         after_seq = query.after_seq if query.after_seq is not None else view.acked_seq or 0
         return {"chats": [{"chat_id": query.chat_id, "after_seq": after_seq,

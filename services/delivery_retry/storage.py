@@ -36,13 +36,15 @@ UPSERT_CURSOR = (
     "VALUES (%s, %s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE updated_ts = IF(VALUES(acked_seq) > acked_seq, "
     "VALUES(updated_ts), updated_ts), acked_seq = GREATEST(acked_seq, VALUES(acked_seq))")
-BEHIND_CHATS = (
+DEVICE_CHATS = (
     "SELECT m.chat_id, COALESCE(c.acked_seq, 0) AS after_seq, ch.last_seq "
     "FROM dlv_members m JOIN dlv_chats ch ON ch.chat_id = m.chat_id "
     "LEFT JOIN dlv_cursors c ON c.user_id = m.user_id AND c.device_id = %s "
     "AND c.chat_id = m.chat_id "
-    "WHERE m.user_id = %s AND m.active = 1 AND ch.last_seq > COALESCE(c.acked_seq, 0) "
+    "WHERE m.user_id = %s AND m.active = 1{behind} "
     "ORDER BY m.chat_id")
+BEHIND_CHATS = DEVICE_CHATS.format(behind=" AND ch.last_seq > COALESCE(c.acked_seq, 0)")
+ALL_CHATS = DEVICE_CHATS.format(behind="")
 DEVICE_CHAT = (
     "SELECT ch.last_seq, COALESCE(m.active, 0) AS active, c.acked_seq "
     "FROM dlv_chats ch "
@@ -125,9 +127,11 @@ class Storage:
                 for r in cur.fetchall()}
 
     # ---- reads ----------------------------------------------------------------------
-    async def behind_chats(self, user_id: str, device_id: str) -> list[dict[str, Any]]:
-        """Every chat of the user where the device's cursor is below the chat's last_seq."""
-        rows = await self.db.fetchall(BEHIND_CHATS, (device_id, user_id))
+    async def behind_chats(self, user_id: str, device_id: str, *,
+                           caught_up_too: bool = False) -> list[dict[str, Any]]:
+        """Every chat of the user where the device's cursor is below the chat's last_seq
+        (with ``caught_up_too``, every chat of the user)."""
+        rows = await self.db.fetchall(ALL_CHATS if caught_up_too else BEHIND_CHATS, (device_id, user_id))
         return [{"chat_id": r["chat_id"], "after_seq": int(r["after_seq"]),
                  "last_seq": int(r["last_seq"])} for r in rows]
 

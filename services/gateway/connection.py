@@ -7,6 +7,7 @@ allowed to grow memory or hold up deliveries to other sockets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ CLOSE_SESSION_ENDED = 4401
 CLOSE_TOKEN_EXPIRED = 4402
 CLOSE_SLOW_CONSUMER = 4408
 CLOSE_GOING_AWAY = 1001
+# Stands in the order for an event the device already holds (its own message, acked):
+# it advances the chat's order like any event but is never written.
+ALREADY_HELD = "\x00held"
 
 
 @dataclass(eq=False)
@@ -37,6 +41,8 @@ class Connection:
     closed: trio.Event = field(default_factory=trio.Event)
     nursery: trio.Nursery | None = None  # the connection's own, for its background tasks
     typing: dict[str, trio.CancelScope] = field(default_factory=dict)
+    watching: set[str] = field(default_factory=set)  # chats with a gap watcher running
+    on_gap: Callable[[Connection, str], None] | None = None
 
     def __post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[str](self.queue_size)
@@ -55,6 +61,8 @@ class Connection:
         self.send_text(orjson.dumps(frame).decode())
 
     def send_text(self, text: str) -> None:
+        if text is ALREADY_HELD:
+            return
         try:
             self._send.send_nowait(text)
         except trio.WouldBlock:
@@ -67,8 +75,21 @@ class Connection:
         if self.catching_up_all:
             self.held_all.append((chat_id, seq, text))
             return
-        for item in self.order(chat_id).offer(seq, text):
+        self.write_in_order(chat_id, seq, text)
+
+    def write_in_order(self, chat_id: str, seq: int, text: str) -> None:
+        order = self.order(chat_id)
+        for item in order.offer(seq, text, trio.current_time()):
             self.send_text(item)
+        self.watch(chat_id)
+
+    def watch(self, chat_id: str) -> None:
+        """Start filling a gap (or settling a new chat) unless that is already under way."""
+        order = self.chats.get(chat_id)
+        if order and order.held and not order.catching_up and chat_id not in self.watching \
+                and self.on_gap is not None:
+            self.watching.add(chat_id)
+            self.on_gap(self, chat_id)
 
     def order(self, chat_id: str) -> ChatOrder:
         state = self.chats.get(chat_id)

@@ -55,33 +55,77 @@ def token_from(path: str, headers: list[tuple[bytes, bytes]]) -> str | None:
 
 @dataclass
 class ChatOrder:
-    """What one socket has been sent of one chat: drops repeats, holds live events while
-    the chat catches up so catch-up and live traffic interleave in seq order."""
+    """What one socket has been sent of one chat, so it sees each event once, in seq order.
+
+    Live events can arrive out of order (several routers, concurrent fan-outs) or not at
+    all (a fast-path publish missed). An event above ``delivered + 1`` is held while the
+    gap is filled: by the missing event arriving live, or from history (``gap`` names the
+    range to fetch). Until the chat's starting point is known (no catch-up plan named it)
+    the first events wait a short settling window, then delivery starts at the lowest.
+    """
 
     delivered: int = 0
+    known: bool = False
     catching_up: bool = False
     held: dict[int, Any] = field(default_factory=dict)
+    waiting_since: float | None = None
 
-    def offer(self, seq: int, item: Any) -> list[Any]:
-        """Items to write now for a live event (held or dropped ones yield nothing)."""
-        if seq <= self.delivered:
+    def start_at(self, seq: int) -> None:
+        """The socket holds everything up to ``seq`` (from the device's cursor)."""
+        self.delivered = max(self.delivered, seq)
+        self.known = True
+
+    def offer(self, seq: int, item: Any, now: float) -> list[Any]:
+        """Items to write now for an event (live or fetched); others wait or are repeats."""
+        if (self.known and seq <= self.delivered) or seq in self.held:
             return []
-        if self.catching_up:
+        if not self.known and seq == 1:
+            self.known = True  # a chat's first event: nothing can come before it
+        if self.catching_up or not self.known or seq != self.delivered + 1:
             self.held[seq] = item
+            self.waiting_since = self.waiting_since if self.waiting_since is not None else now
             return []
         self.delivered = seq
-        return [item]
+        return [item, *self._drain()]
+
+    def _drain(self) -> list[Any]:
+        out = []
+        while self.delivered + 1 in self.held:
+            self.delivered += 1
+            out.append(self.held.pop(self.delivered))
+        if not self.held:
+            self.waiting_since = None
+        return out
+
+    @property
+    def gap(self) -> tuple[int, int] | None:
+        """(after, before): the seqs strictly between are missing, when waiting on a gap."""
+        if self.known and self.held and not self.catching_up:
+            return self.delivered, min(self.held)
+        return None
+
+    def settle(self) -> list[Any]:
+        """The settling window passed: start at the lowest event seen."""
+        if self.known or not self.held:
+            return []
+        self.known, self.delivered = True, min(self.held) - 1
+        return self._drain()
+
+    def skip_gap(self) -> list[Any]:
+        """Give up on the missing seqs (they stay in history and come with the next sync)."""
+        if not self.held:
+            return []
+        self.delivered = max(self.delivered, min(self.held) - 1)
+        return self._drain()
 
     def caught_up_to(self, seq: int) -> None:
         self.delivered = max(self.delivered, seq)
+        self.known = True
 
     def finish_catch_up(self) -> list[Any]:
-        """Release held live events above what catch-up sent, in seq order."""
+        """Catch-up ended: release held live events that now follow on, in seq order."""
         self.catching_up = False
-        out = []
-        for seq in sorted(self.held):
-            if seq > self.delivered:
-                self.delivered = seq
-                out.append(self.held[seq])
-        self.held.clear()
-        return out
+        self.known = True
+        for seq in [s for s in self.held if s <= self.delivered]:
+            del self.held[seq]
+        return self._drain()

@@ -19,10 +19,14 @@ from libs.bus import Bus
 from libs.errors import FORBIDDEN, UNKNOWN_CHAT, NatterjackError
 
 from .config import Config
-from .connection import Connection
+from .connection import ALREADY_HELD, Connection
 
 logger = log.get("gateway")
 TYPING_EXPIRY_S = 5.0
+CATCH_UP_CHATS_AT_ONCE = 8
+GAP_SETTLE_S = 0.05  # most out-of-order events arrive within this
+GAP_RETRY_S = 0.1
+GAP_GIVE_UP_S = 5.0
 FrameHandler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
@@ -56,10 +60,10 @@ class Hub:
             for conn in self.by_user.get(target["user_id"], ()):
                 if target.get("device_id", conn.device_id) != conn.device_id:
                     continue
-                if event["event"] == "message" and event.get("sender_device_id") == conn.device_id \
-                        and event.get("sender_id") == conn.user_id:
-                    continue  # the sending device has its message_ack instead
-                conn.deliver(chat_id, seq, text)
+                own = event["event"] == "message" and event.get("sender_id") == conn.user_id \
+                    and event.get("sender_device_id") == conn.device_id
+                # The sending device has its message_ack instead of the event.
+                conn.deliver(chat_id, seq, ALREADY_HELD if own else text)
 
     def deliver_frame(self, targets: list[dict[str, Any]], text: str) -> None:
         """An ephemeral frame (receipt, typing, presence …): written as-is, no seq order."""
@@ -93,6 +97,7 @@ class FrameHandlers:
             if optional in frame:
                 request[optional] = frame[optional]
         ack = await rpc.call(self.bus, "im.router.send", request, timeout=self.timeout)
+        conn.deliver(ack["chat_id"], ack["seq"], ALREADY_HELD)
         return {"type": "message_ack", "id": frame["id"], **ack}
 
     async def ack(self, conn: Connection, frame: dict[str, Any]) -> None:
@@ -139,18 +144,25 @@ class FrameHandlers:
         """On connect: everything above the device's cursors, per chat in seq order, then live."""
         try:
             plan = await rpc.call(self.bus, "im.dlv.sync",
-                                  {"user_id": conn.user_id, "device_id": conn.device_id},
+                                  {"user_id": conn.user_id, "device_id": conn.device_id, "all": True},
                                   timeout=self.timeout)
         except NatterjackError as exc:
             logger.warning("gateway.sync_unavailable", error=exc.message)
             plan = {"chats": []}
+        behind = [chat for chat in plan["chats"] if chat["last_seq"] > chat["after_seq"]]
         for chat in plan["chats"]:
+            conn.order(chat["chat_id"]).start_at(chat["after_seq"])
+        for chat in behind:
             conn.order(chat["chat_id"]).catching_up = True
         conn.release_held_all()
+        limiter = trio.CapacityLimiter(CATCH_UP_CHATS_AT_ONCE)
+
+        async def one(chat: dict[str, Any]) -> None:
+            async with limiter:
+                await self.catch_up_chat(conn, chat["chat_id"], chat["after_seq"], chat["last_seq"])
         async with trio.open_nursery() as nursery:
-            for chat in plan["chats"]:
-                nursery.start_soon(self.catch_up_chat, conn, chat["chat_id"], chat["after_seq"],
-                                   chat["last_seq"])
+            for chat in behind:
+                nursery.start_soon(one, chat)
 
     async def catch_up_chat(self, conn: Connection, chat_id: str, after_seq: int,
                             last_seq: int | None) -> None:
@@ -164,7 +176,46 @@ class FrameHandlers:
         finally:
             for text in order.finish_catch_up():
                 conn.send_text(text)
+            conn.watch(chat_id)
         conn.send_frame({"type": "sync_done", "chat_id": chat_id, "last_seq": order.delivered})
+
+    def start_gap_watch(self, conn: Connection, chat_id: str) -> None:
+        if conn.nursery is None:
+            conn.watching.discard(chat_id)
+            return
+        conn.nursery.start_soon(self.fill_gap, conn, chat_id)
+
+    async def fill_gap(self, conn: Connection, chat_id: str) -> None:
+        """Wait briefly for out-of-order events, then fetch what is missing from history;
+        past GAP_GIVE_UP_S, skip ahead (the device gets the rest with its next sync)."""
+        order = conn.order(chat_id)
+        give_up_at = trio.current_time() + GAP_GIVE_UP_S
+        try:
+            await trio.sleep(GAP_SETTLE_S)
+            while order.held and not order.catching_up:
+                for text in order.settle():
+                    conn.send_text(text)
+                if order.gap is not None:
+                    await self._fetch_gap(conn, chat_id, *order.gap)
+                if order.held and trio.current_time() >= give_up_at:
+                    logger.warning("gateway.gap_skipped", chat_id=chat_id, after=order.delivered)
+                    for text in order.skip_gap():
+                        conn.send_text(text)
+                elif order.held:
+                    await trio.sleep(GAP_RETRY_S)
+        finally:
+            conn.watching.discard(chat_id)
+
+    async def _fetch_gap(self, conn: Connection, chat_id: str, after: int, before: int) -> None:
+        try:
+            page = await rpc.call(self.bus, "im.history.page",
+                                  {"chat_id": chat_id, "user_id": conn.user_id, "after_seq": after,
+                                   "before_seq": before, "limit": 200}, timeout=self.timeout)
+        except NatterjackError as exc:
+            logger.info("gateway.gap_fetch_failed", chat_id=chat_id, error=exc.message)
+            return
+        for item in page["events"]:
+            conn.write_in_order(chat_id, item["seq"], orjson.dumps(_page_item_to_frame(item)).decode())
 
     async def _page_through(self, conn: Connection, chat_id: str, after: int, last_seq: int | None) -> None:
         order = conn.order(chat_id)

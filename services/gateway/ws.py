@@ -66,7 +66,7 @@ class WebSocketEdge:
             await request.reject(status, body=f'{{"error":{{"code":{exc.code},"message":"{exc.message}"}}}}'.encode())
             return
         ws = await request.accept()
-        conn = Connection(ws, claims, self.config.send_queue)
+        conn = Connection(ws, claims, self.config.send_queue, on_gap=self.frames.start_gap_watch)
         try:
             await self.run_connection(conn)
         except Exception:  # one broken connection must never take the server down

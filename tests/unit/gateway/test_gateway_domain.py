@@ -37,18 +37,51 @@ def test_tokens_come_from_the_header_or_the_query():
        split=st.integers(0, 40), after=st.integers(0, 10))
 def test_catch_up_and_live_events_reach_the_socket_once_each_in_order(stored, live, split, after):
     """Live events may arrive before, during or after catch-up, repeated and out of order;
-    the socket sees each seq above the cursor once, catch-up ones in order, and nothing
-    at or below what it already has."""
-    order = domain.ChatOrder(catching_up=True)
+    the socket sees each seq above the cursor at most once, always in increasing order."""
+    order = domain.ChatOrder()
+    order.start_at(after)
+    order.catching_up = True
     written = []
     for seq in live[:split]:
-        written += order.offer(seq, seq)
+        written += order.offer(seq, seq, now=0.0)
     for seq in range(after + 1, stored + 1):  # catch-up from history
         if seq > order.delivered:
             written.append(seq)
             order.caught_up_to(seq)
     written += order.finish_catch_up()
     for seq in live[split:]:
-        written += order.offer(seq, seq)
+        written += order.offer(seq, seq, now=1.0)
     assert len(written) == len(set(written))
     assert written == sorted(written)
+    assert all(seq > after for seq in written)
+
+
+@settings(max_examples=200)
+@given(total=st.integers(1, 40), data=st.data())
+def test_out_of_order_and_missing_events_are_filled_from_history_in_order(total, data):
+    """Any arrival order with repeats and losses: with gap fills from history the socket
+    ends up with every event exactly once, in seq order."""
+    arrivals = data.draw(st.lists(st.integers(1, total), max_size=3 * total))
+    order = domain.ChatOrder()
+    order.start_at(0)
+    written = []
+    for seq in arrivals:
+        written += order.offer(seq, seq, now=0.0)
+        while order.gap is not None:  # what the gap watcher does with history
+            after, before = order.gap
+            for missing in range(after + 1, before):
+                written += order.offer(missing, missing, now=0.0)
+    if order.held:
+        written += order.skip_gap()
+    for seq in range(order.delivered + 1, total + 1):  # the rest arrives eventually
+        written += order.offer(seq, seq, now=0.0)
+    assert written == list(range(1, total + 1))
+
+
+def test_a_chat_with_no_known_start_settles_on_its_lowest_event():
+    order = domain.ChatOrder()
+    assert order.offer(7, "seven", now=0.0) == [] and order.offer(6, "six", now=0.01) == []
+    assert order.settle() == ["six", "seven"]
+    assert order.offer(8, "eight", now=0.1) == ["eight"]
+    fresh = domain.ChatOrder()
+    assert fresh.offer(1, "created", now=0.0) == ["created"]  # seq 1 needs no settling

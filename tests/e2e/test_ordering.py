@@ -1,0 +1,66 @@
+"""Order and completeness: concurrent senders in one chat, every device sees seq order."""
+
+from __future__ import annotations
+
+import secrets
+
+import httpx
+import orjson
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+from .client import next_frame, register_and_login, send
+
+pytestmark = pytest.mark.e2e
+SENDERS, EACH = 4, 25
+
+
+async def test_concurrent_senders_every_device_gets_all_once_in_order(stack):
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        people = [await register_and_login(http, f"ord{i}_{secrets.token_hex(3)}") for i in range(SENDERS)]
+        chat = (await http.post("/api/v1/chats", headers=people[0].auth, json={
+            "type": "group", "members": [p.user_id for p in people[1:]]})).json()["chat_id"]
+        seen: dict[str, list[int]] = {p.user_id: [] for p in people}
+        acked: dict[str, list[int]] = {p.user_id: [] for p in people}
+
+        go = trio.Event()
+
+        async def device(person, task_status=trio.TASK_STATUS_IGNORED):  # noqa: ANN001
+            async with open_websocket_url(f"{stack.ws_url}?token={person.access_token}") as ws:
+                await next_frame(ws, "sync_done")  # caught up (the created event): live from here
+                task_status.started()
+                await go.wait()
+
+                async def sender():
+                    for i in range(EACH):
+                        await send(ws, {"type": "send_message", "id": f"c{i}", "chat_id": chat,
+                                        "content": f"{person.username} {i}"})
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(sender)
+                    with trio.move_on_after(30) as waited:
+                        while len(seen[person.user_id]) + len(acked[person.user_id]) < SENDERS * EACH:
+                            frame = orjson.loads(await ws.get_message())
+                            if frame["type"] == "new_message" and frame["chat_id"] == chat:
+                                seen[person.user_id].append(frame["seq"])
+                            elif frame["type"] == "message_ack":
+                                acked[person.user_id].append(frame["seq"])
+                            elif frame["type"] == "error":
+                                raise AssertionError(f"error frame: {frame}")
+
+                    if waited.cancelled_caught:
+                        have = set(seen[person.user_id]) | set(acked[person.user_id])
+                        raise AssertionError(f"{person.username} has {len(have)}; seen tail "
+                                             f"{seen[person.user_id][-5:]} acked {sorted(acked[person.user_id])[-5:]}"
+                                             f" max {max(have, default=0)}")
+
+        async with trio.open_nursery() as nursery:
+            for person in people:
+                await nursery.start(device, person)
+            go.set()  # every device is connected before anyone sends
+        every = sorted(s for seqs in acked.values() for s in seqs)
+        assert len(every) == len(set(every)) == SENDERS * EACH
+        for person in people:
+            got = seen[person.user_id]
+            assert got == sorted(got), "out of order"
+            assert sorted(got + acked[person.user_id]) == every, "lost or duplicated"
