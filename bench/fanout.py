@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import orjson
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from tools.stack import isolated_stack
 
@@ -45,6 +45,8 @@ async def run(api: str, ws_url: str, members: int, messages: int) -> dict[str, f
     connected = trio.Event()
     ready = 0
 
+    closed: list[int] = []
+
     async def member(token: str, task_status=trio.TASK_STATUS_IGNORED) -> None:  # noqa: ANN001
         nonlocal ready
         async with open_websocket_url(f"{ws_url}?token={token}") as ws:
@@ -52,7 +54,12 @@ async def run(api: str, ws_url: str, members: int, messages: int) -> dict[str, f
             if ready == members - 1:
                 connected.set()
             while True:
-                frame = orjson.loads(await ws.get_message())
+                try:
+                    text = await ws.get_message()
+                except ConnectionClosed as exc:
+                    closed.append(exc.reason.code)
+                    return
+                frame = orjson.loads(text)
                 if frame.get("type") == "new_message" and frame["chat_id"] == chat:
                     seq = frame["seq"]
                     arrivals.setdefault(seq, []).append(time.perf_counter())
@@ -78,6 +85,8 @@ async def run(api: str, ws_url: str, members: int, messages: int) -> dict[str, f
                 with trio.fail_after(30):
                     await done.wait()
                 latencies.append(max(arrivals[frame["seq"]]) - started)
+            print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
+                  f"p99 {percentile(latencies, 99) * 1000:.1f} ms", flush=True)
             burst_start = time.perf_counter()
             seqs = []
             for i in range(messages):
@@ -90,13 +99,17 @@ async def run(api: str, ws_url: str, members: int, messages: int) -> dict[str, f
                     all_in[frame["seq"]] = trio.Event()
                     if len(arrivals.get(frame["seq"], [])) == members - 1:
                         all_in[frame["seq"]].set()
-            with trio.fail_after(120):
+            with trio.move_on_after(120):
                 for seq in seqs:
                     await all_in[seq].wait()
             burst = time.perf_counter() - burst_start
+            delivered = sum(len(arrivals.get(seq, [])) for seq in seqs)
+            print(f"burst: {delivered} of {len(seqs) * (members - 1)} delivered in {burst:.1f} s, "
+                  f"sockets closed: {len(closed)} {sorted(set(closed))}", flush=True)
         nursery.cancel_scope.cancel()
     return {"p50": statistics.median(latencies) * 1000, "p99": percentile(latencies, 99) * 1000,
-            "max": max(latencies) * 1000, "rate": messages * (members - 1) / burst}
+            "max": max(latencies) * 1000, "rate": delivered / burst,
+            "complete": delivered == len(seqs) * (members - 1), "closed": len(closed)}
 
 
 def main() -> None:

@@ -153,4 +153,7 @@ def isolated_stack(extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
             for key in client.scan_iter(match=f"{env['NJ_REDIS_PREFIX']}*", count=1000):
                 client.delete(key)
             client.close()
-            shutil.rmtree(log_dir, ignore_errors=True)
+            if os.environ.get("NJ_KEEP_LOGS"):
+                print(f"service logs kept in {log_dir}")
+            else:
+                shutil.rmtree(log_dir, ignore_errors=True)
