@@ -23,7 +23,7 @@ def stack(common_env, stack_nats: NatsServer) -> Iterator[Stack]:
     log_dir = Path(tempfile.mkdtemp(prefix="nj-e2e-"))
     # A loaded CI machine can leave history seconds behind: let catch-up wait for it.
     env = common_env("e2e", NJ_NATS_URL=stack_nats.url, NJ_LOG_LEVEL="info",
-                     NJ_GATEWAY_CATCH_UP_WAIT_S="15")
+                     NJ_GATEWAY_CATCH_UP_WAIT_S="15", NJ_PRESENCE_TTL_S="3")
     env.pop("NJ_E2E_HTTP_PORT")
     running = build_stack(env, log_dir)
     try:

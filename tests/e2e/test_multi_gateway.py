@@ -91,3 +91,33 @@ async def test_logins_spread_users_over_live_gateways_and_stick(stack, second_ga
         again = await http.post("/api/v1/auth/login", json={"username": users[0].username,
                                                             "password": "correct horse battery", "device_id": "d2"})
         assert again.json()["ws_url"] == users[0].ws_url
+
+
+async def test_chat_peers_get_presence_updates_across_gateways(stack, second_gateway):
+    _, ws2 = second_gateway
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        lea, max_ = await register_and_login(http, _name("lea")), await register_and_login(http, _name("max"))
+        await http.post("/api/v1/chats", json={"type": "direct", "members": [max_.user_id]}, headers=lea.auth)
+        async with open_websocket_url(_ws(stack.ws_url, lea)) as lea_ws:
+            await next_frame(lea_ws, "sync_done")
+            async with open_websocket_url(_ws(ws2, max_)) as max_ws:
+                await next_frame(max_ws, "sync_done")
+                update = await next_frame(lea_ws, "presence_update")
+                assert (update["user_id"], update["status"]) == (max_.user_id, "online")
+            update = await next_frame(lea_ws, "presence_update")
+            assert (update["user_id"], update["status"]) == (max_.user_id, "offline")
+
+
+async def test_a_crashed_gateways_devices_go_offline_within_the_ttl(stack):
+    _, ws3 = stack.start_gateway("gateway3")
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        ned, olga = await register_and_login(http, _name("ned")), await register_and_login(http, _name("olga"))
+        url = f"/api/v1/users/{ned.user_id}/presence"
+        ws = await open_websocket_url(_ws(ws3, ned)).__aenter__()
+        await send(ws, {"type": "ping"})
+        await next_frame(ws, "pong")
+        assert (await http.get(url, headers=olga.auth)).json()["status"] == "online"
+        stack.stop("gateway3", kill=True)  # kill -9: no clean-up runs
+        with trio.fail_after(3 * 2 + 2):  # NJ_PRESENCE_TTL_S is 3 in these tests
+            while (await http.get(url, headers=olga.auth)).json()["status"] != "offline":  # noqa: ASYNC110
+                await trio.sleep(0.2)
