@@ -113,11 +113,11 @@ async def test_a_crashed_gateways_devices_go_offline_within_the_ttl(stack):
     async with httpx.AsyncClient(base_url=stack.api) as http:
         ned, olga = await register_and_login(http, _name("ned")), await register_and_login(http, _name("olga"))
         url = f"/api/v1/users/{ned.user_id}/presence"
-        ws = await open_websocket_url(_ws(ws3, ned)).__aenter__()
-        await send(ws, {"type": "ping"})
-        await next_frame(ws, "pong")
-        assert (await http.get(url, headers=olga.auth)).json()["status"] == "online"
-        stack.stop("gateway3", kill=True)  # kill -9: no clean-up runs
-        with trio.fail_after(3 * 2 + 2):  # NJ_PRESENCE_TTL_S is 3 in these tests
-            while (await http.get(url, headers=olga.auth)).json()["status"] != "offline":  # noqa: ASYNC110
-                await trio.sleep(0.2)
+        async with open_websocket_url(_ws(ws3, ned), disconnect_timeout=1) as ws:
+            await send(ws, {"type": "ping"})
+            await next_frame(ws, "pong")
+            assert (await http.get(url, headers=olga.auth)).json()["status"] == "online"
+            stack.stop("gateway3", kill=True)  # kill -9: no clean-up runs
+            with trio.fail_after(3 * 2 + 2):  # NJ_PRESENCE_TTL_S is 3 in these tests
+                while (await http.get(url, headers=olga.auth)).json()["status"] != "offline":  # noqa: ASYNC110
+                    await trio.sleep(0.2)
