@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-LINT_PATHS := libs services tools
+LINT_PATHS := libs services tools bench
 
 .PHONY: help venv up down status logs test lint bench bench-bus clean
 
@@ -36,9 +36,9 @@ logs: ## follow the logs of the local stack (var/log/*.log)
 test: venv ## run the test suite
 	$(VENV)/bin/pytest -q tests
 
-lint: venv ## ruff (must pass) and mypy (reports only)
+lint: venv ## ruff and mypy (both must pass)
 	$(VENV)/bin/ruff check .
-	-$(VENV)/bin/mypy $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
 
 bench-bus: venv ## benchmark the message bus
 	$(PY) -m bench.bus --write BENCHMARKS.md

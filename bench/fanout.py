@@ -41,7 +41,7 @@ async def run(api: str, ws_url: str, members: int, messages: int) -> dict[str, f
                                 json={"type": "group", "name": "bench",
                                       "members": [uid for _, uid in people[1:]]})).json()["chat_id"]
     arrivals: dict[int, list[float]] = {}
-    all_in = {}
+    all_in: dict[int, trio.Event] = {}
     connected = trio.Event()
     ready = 0
 
@@ -57,7 +57,7 @@ async def run(api: str, ws_url: str, members: int, messages: int) -> dict[str, f
                 try:
                     text = await ws.get_message()
                 except ConnectionClosed as exc:
-                    closed.append(exc.reason.code)
+                    closed.append(exc.reason.code if exc.reason else 1006)
                     return
                 frame = orjson.loads(text)
                 if frame.get("type") == "new_message" and frame["chat_id"] == chat:
@@ -88,7 +88,7 @@ async def run(api: str, ws_url: str, members: int, messages: int) -> dict[str, f
             print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
                   f"p99 {percentile(latencies, 99) * 1000:.1f} ms", flush=True)
             burst_start = time.perf_counter()
-            seqs = []
+            seqs: list[int] = []
             for i in range(messages):
                 await ws.send_message(orjson.dumps({"type": "send_message", "id": f"b{i}",
                                                     "chat_id": chat, "content": f"burst {i}"}).decode())
