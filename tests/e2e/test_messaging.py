@@ -135,3 +135,20 @@ async def test_edit_recall_receipts_typing_and_unread(stack):
             recalled = await http.delete(f"/api/v1/chats/{chat}/messages/{ack['seq']}", headers=cat.auth)
             assert recalled.status_code == 200, recalled.text
             assert (await next_frame(dan_ws, "message_updated"))["kind"] == "recall"
+
+
+async def test_resending_a_client_id_returns_the_original_ack_and_stores_once(stack):
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        eve, fay = await _people(http, "eve", "fay")
+        chat = (await http.post("/api/v1/chats", headers=eve.auth,
+                                json={"type": "direct", "members": [fay.user_id]})).json()["chat_id"]
+        async with open_websocket_url(_ws(stack, eve)) as ws:
+            frame = {"type": "send_message", "id": "same-id", "chat_id": chat, "content": "once"}
+            await send(ws, frame)
+            first = await next_frame(ws, "message_ack")
+            await send(ws, frame)
+            second = await next_frame(ws, "message_ack")
+        assert (second["message_id"], second["seq"]) == (first["message_id"], first["seq"])
+        await trio.sleep(0.3)  # history has stored whatever was published
+        page = (await http.get(f"/api/v1/chats/{chat}/messages", headers=fay.auth)).json()
+        assert [e["content"] for e in page["events"] if e["type"] == "message"] == ["once"]
