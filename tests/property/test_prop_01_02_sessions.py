@@ -7,10 +7,8 @@ body that runs its async scenario in that thread through ``trio.from_thread.run`
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -23,8 +21,8 @@ from libs.bus import Bus, open_bus
 from libs.errors import NatterjackError
 from services.auth import app
 from services.auth.config import load
+from tools.service_thread import ServiceThread
 
-T = TypeVar("T")
 usernames = st.from_regex(r"[A-Za-z0-9_.-]{3,32}", fullmatch=True)
 passwords = st.text(min_size=8, max_size=256)
 device_ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
@@ -33,46 +31,23 @@ EXAMPLES = settings(max_examples=100, deadline=None,
                                            HealthCheck.too_slow])
 
 
-class AuthThread:
+class AuthThread(ServiceThread):
     """auth plus a client bus, in a thread of their own; ``run`` executes a coroutine there."""
 
     def __init__(self, config: Any, nats_url: str):
-        self.config, self.nats_url = config, nats_url
-        self.ready = threading.Event()
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._thread, name="auth-under-test", daemon=True)
+        super().__init__(app.main, config, also=self._open_client, name="auth-under-test")
+        self.nats_url = nats_url
         self.passwords: dict[str, str] = {}  # lower-cased username -> its password
+        self.bus: Bus
 
-    def start(self) -> None:
-        self.thread.start()
-        self.ready.wait(60)
-        if self.failure is not None or not self.ready.is_set():
-            raise RuntimeError("auth did not start") from self.failure
+    async def _open_client(self, runtime: Any, nursery: trio.Nursery) -> None:
+        await nursery.start(self._client)
 
-    def _thread(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as exc:  # reported to the test thread by start()
-            self.failure = exc
-            self.ready.set()
-
-    async def _main(self) -> None:
-        self.stop_event = trio.Event()
-        async with trio.open_nursery() as nursery:
-            runtime = await nursery.start(functools.partial(app.main, self.config,
-                                                            handle_signals=False))
-            async with open_bus(self.nats_url, name="property-client") as bus:
-                self.bus, self.token = bus, trio.lowlevel.current_trio_token()
-                self.ready.set()
-                await self.stop_event.wait()
-            runtime.stopping.set()
-
-    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return trio.from_thread.run(fn, *args, trio_token=self.token)
-
-    def stop(self) -> None:
-        trio.from_thread.run_sync(self.stop_event.set, trio_token=self.token)
-        self.thread.join(30)
+    async def _client(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with open_bus(self.nats_url, name="property-client") as bus:
+            self.bus = bus
+            task_status.started()
+            await trio.sleep_forever()
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,8 @@ subscribes to its delivery subject.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -26,44 +25,27 @@ from libs import presence, rpc
 from libs.cache import Keys
 from libs.errors import NatterjackError
 from libs.events import stream_subject
+from libs.lifecycle import Runtime
 from libs.streams import STREAM
 from services.router import app
 from services.router.config import load
+from tools.service_thread import ServiceThread
 
 
-class RouterThread:
+class RouterThread(ServiceThread):
     """The router and its stand-ins in a background thread with its own trio loop."""
 
     def __init__(self, config: Any, keys: Keys, redis_url: str):
-        self.config = config
+        super().__init__(app.main, config, also=self._stand_ins, name="router-under-test")
         self.keys = keys
         self.redis = redis.Redis.from_url(redis_url)
         self.gateway = "gwp" + secrets.token_hex(4)
         self.users: set[str] = set()
         self.delivered: list[dict[str, Any]] = []
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            self.error = exc
-            self.ready.set()
-
-    async def _main(self) -> None:
-        self._stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            self.runtime = await nursery.start(lambda task_status: app.main(
-                self.config, handle_signals=False, task_status=task_status))
-            await nursery.start(rpc.serve_rpc, self.runtime.bus, "im.auth.users.exist", "auth", self._exists)
-            await nursery.start(self._collect)
-            self.token = trio.lowlevel.current_trio_token()
-            self.ready.set()
-            await self._stop.wait()
-            self.runtime.stopping.set()
-            nursery.cancel_scope.cancel()
+    async def _stand_ins(self, runtime: Runtime, nursery: trio.Nursery) -> None:
+        await nursery.start(rpc.serve_rpc, runtime.bus, "im.auth.users.exist", "auth", self._exists)
+        await nursery.start(self._collect)
 
     async def _exists(self, payload: dict[str, Any]) -> dict[str, Any]:
         ids = payload["user_ids"]
@@ -76,12 +58,8 @@ class RouterThread:
         async for msg in sub:
             self.delivered.append(orjson.loads(msg.data))
 
-    def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        return trio.from_thread.run(fn, *args, trio_token=self.token)
-
-    def stop(self) -> None:
-        trio.from_thread.run_sync(self._stop.set, trio_token=self.token)
-        self.thread.join(timeout=30)
+    def stop(self, timeout: float = 30) -> None:
+        super().stop(timeout)
         self.redis.close()
 
     # ---- helpers used by the tests ---------------------------------------------------------
@@ -126,10 +104,7 @@ class RouterThread:
 @pytest.fixture(scope="module")
 def router(common_env, redis_url, redis_prefix) -> Iterator[RouterThread]:
     service = RouterThread(load(common_env("router")), Keys(redis_prefix), redis_url)
-    service.thread.start()
-    service.ready.wait(timeout=60)
-    if service.error is not None:
-        raise service.error
+    service.start()
     yield service
     service.stop()
 
@@ -172,10 +147,10 @@ def test_property_5_direct_and_group_messaging(router: RouterThread, size: int, 
 
 json_scalars = (st.none() | st.booleans() | st.integers(-(2**53), 2**53)
                 | st.floats(allow_nan=False, allow_infinity=False)
-                | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20))
+                | st.text(st.characters(blacklist_categories=["Cs"]), max_size=20))
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=8), inner, max_size=4), max_leaves=12)
-json_objects = st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=8), inner, max_size=4), max_leaves=12)
+json_objects = st.dictionaries(st.text(st.characters(blacklist_categories=["Cs"]), max_size=8),
                                json_values, max_size=5)
 
 
@@ -248,4 +223,4 @@ def test_property_7_message_schema_extensibility(router: RouterThread, versioned
                "extra": {"title": title, "unknown": True}}[bad]
     refused = router.error_of("send", {"sender_id": sender, "sender_device_id": "d1", "client_msg_id": "z",
                                        "chat_id": chat_id, "content_type": name, "content": invalid})
-    assert refused.code == 4022 and refused.details["path"].startswith("$.content")
+    assert refused.code == 4022 and refused.details["path"].startswith("$.content")  # type: ignore[index]

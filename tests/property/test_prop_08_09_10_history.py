@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -28,43 +27,17 @@ from libs.ids import new_id
 from services.history import app
 from services.history.config import load
 from services.history.storage import HistoryStorage
+from tools.service_thread import ServiceThread
 
 HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 MYSQL_PAGE_READS = [0]
 
 
-class HistoryThread:
+class HistoryThread(ServiceThread):
     """history in a background thread with its own trio loop."""
 
     def __init__(self, config: Any):
-        self.config = config
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            self.error = exc
-            self.ready.set()
-
-    async def _main(self) -> None:
-        self._stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            self.runtime = await nursery.start(lambda task_status: app.main(
-                self.config, handle_signals=False, task_status=task_status))
-            self.token = trio.lowlevel.current_trio_token()
-            self.ready.set()
-            await self._stop.wait()
-            self.runtime.stopping.set()
-
-    def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        return trio.from_thread.run(fn, *args, trio_token=self.token)
-
-    def stop(self) -> None:
-        trio.from_thread.run_sync(self._stop.set, trio_token=self.token)
-        self.thread.join(timeout=30)
+        super().__init__(app.main, config, name="history-under-test")
 
     def publish(self, event: dict[str, Any]) -> None:
         async def go() -> None:
@@ -106,17 +79,12 @@ def history(common_env) -> Iterator[HistoryThread]:
     async def counted(self: HistoryStorage, *args: Any) -> Any:
         MYSQL_PAGE_READS[0] += 1
         return await original(self, *args)
-    HistoryStorage.read_page = counted  # type: ignore[method-assign]
-    service = HistoryThread(load(common_env("history", NJ_HISTORY_BATCH_WAIT_MS="5")))
-    service.thread.start()
-    service.ready.wait(timeout=60)
-    try:
-        if service.error is not None:
-            raise service.error
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(HistoryStorage, "read_page", counted)
+        service = HistoryThread(load(common_env("history", NJ_HISTORY_BATCH_WAIT_MS="5")))
+        service.start()
         yield service
         service.stop()
-    finally:
-        HistoryStorage.read_page = original  # type: ignore[method-assign]
 
 
 class Chat:
@@ -152,7 +120,7 @@ def lookups(result: str) -> float:
     return metrics.CACHE_LOOKUPS.labels(cache="history", result=result)._value.get()
 
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=20)
 json_scalars = (st.none() | st.booleans() | st.integers(-(2**63) + 1, 2**63 - 1)
                 | st.floats(allow_nan=False, allow_infinity=False) | text)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
