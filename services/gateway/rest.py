@@ -175,7 +175,7 @@ class RestApi:
 
     async def add_member(self, request: Request) -> Response:
         answer = await self._act(request, "im.router.members.add", {})
-        return json_response(answer, 201 if answer.pop("added", True) else 200)
+        return json_response(answer, 201 if answer.pop("added", False) else 200)
 
     async def remove_member(self, request: Request) -> Response:
         await self._act(request, "im.router.members.remove", {"user_id": request.path_params["user_id"]})

@@ -27,7 +27,8 @@ class ChatAdmin:
         self.storage = core.storage
 
     async def add_member(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """{actor_id, chat_id, user_id, role?} -> chat object."""
+        """{actor_id, chat_id, user_id, role?} -> chat object plus ``added`` (False for a role
+        change or a repeat), so the edge can answer 201 or 200."""
         actor, chat_id, user = _ids(payload)
         role = payload.get("role")
         chat, members = await self._load(chat_id)
@@ -37,7 +38,8 @@ class ChatAdmin:
             if change.kind == "member_added":
                 await self.core._require_users([user])
             await self._commit(chat, members, actor, change)
-        return await self.core.get_chat({"chat_id": chat_id, "user_id": actor})
+        view = await self.core.get_chat({"chat_id": chat_id, "user_id": actor})
+        return {**view, "added": change is not None and change.kind == "member_added"}
 
     async def remove_member(self, payload: dict[str, Any]) -> dict[str, Any]:
         """{actor_id, chat_id, user_id} -> {} (actor == user: leave)."""
