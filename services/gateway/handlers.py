@@ -27,6 +27,7 @@ CATCH_UP_CHATS_AT_ONCE = 8
 GAP_SETTLE_S = 0.05  # most out-of-order events arrive within this
 GAP_RETRY_S = 0.1
 GAP_GIVE_UP_S = 5.0
+RECHECK_AFTER_S = (0.5, 1.5, 3.0)  # delays between the looks after connecting
 FrameHandler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
@@ -163,6 +164,25 @@ class FrameHandlers:
         async with trio.open_nursery() as nursery:
             for chat in behind:
                 nursery.start_soon(one, chat)
+        await self._recheck(conn)
+
+    async def _recheck(self, conn: Connection) -> None:
+        """Look again a few times after connecting: an event stored just before the device
+        came online may have reached neither its catch-up plan (delivery-retry's view lags
+        the stream) nor its socket (the fast path ran before it was registered)."""
+        for delay in RECHECK_AFTER_S:
+            await trio.sleep(delay)
+            try:
+                plan = await rpc.call(self.bus, "im.dlv.sync", {"user_id": conn.user_id,
+                                                               "device_id": conn.device_id},
+                                      timeout=self.timeout)
+            except NatterjackError:
+                continue
+            for chat in plan["chats"]:
+                order = conn.order(chat["chat_id"])
+                if chat["last_seq"] > order.delivered and not order.catching_up:
+                    await self._fetch_gap(conn, chat["chat_id"], max(order.delivered, chat["after_seq"]),
+                                          chat["last_seq"] + 1)
 
     async def catch_up_chat(self, conn: Connection, chat_id: str, after_seq: int,
                             last_seq: int | None) -> None:
