@@ -4,12 +4,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RPC_SECONDS = Histogram("nj_rpc_seconds", "Time to answer a bus request", ["verb", "outcome"],
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
-BUS_PUBLISHED = Gauge("nj_bus_outbox", "Messages waiting in the bus outbox")
 MESSAGES_IN = Counter("messages_in_total", "Chat messages accepted from clients")
 MESSAGES_OUT = Counter("messages_out_total", "Events written to client sockets")
 CONNECTIONS = Gauge("concurrent_websocket_connections", "Open WebSocket connections")
 DELIVERY_LATENCY = Histogram(
-    "p99_message_delivery_latency", "Seconds from a message's ts to its write on a socket",
+    "p99_message_delivery_latency", "Seconds from an event's ts to its fan-out at a gateway",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10))
 HISTORY_ROWS = Counter("nj_history_rows_written_total", "Events written to MySQL by history")
 CACHE_LOOKUPS = Counter("nj_cache_lookups_total", "Cache lookups", ["cache", "result"])

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import trio
 
-from libs import events, log, rpc
+from libs import events, ids, log, metrics, rpc
 from libs.bus import Bus
 from libs.errors import FORBIDDEN, UNKNOWN_CHAT, NatterjackError
 
@@ -56,6 +56,7 @@ class Hub:
             return
         event = payload["event"]
         text = orjson.dumps(events.to_frame(event)).decode()
+        metrics.DELIVERY_LATENCY.observe(max(0.0, ids.now_ms() - event["ts"]) / 1000)
         chat_id, seq = event["chat_id"], event["seq"]
         for target in payload["targets"]:
             for conn in self.by_user.get(target["user_id"], ()):
