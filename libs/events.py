@@ -37,3 +37,8 @@ def to_frame(event: dict[str, Any]) -> dict[str, Any]:
 
 def to_page_item(event: dict[str, Any]) -> dict[str, Any]:
     return _without_kind(event, PAGE_TYPE[event["event"]])
+
+
+def page_item_to_frame(item: dict[str, Any]) -> dict[str, Any]:
+    """History page items name the stored event kind in ``type``; frames name the frame."""
+    return to_frame({**{k: v for k, v in item.items() if k != "type"}, "event": item["type"]})

@@ -12,3 +12,4 @@ DELIVERY_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10))
 HISTORY_ROWS = Counter("nj_history_rows_written_total", "Events written to MySQL by history")
 CACHE_LOOKUPS = Counter("nj_cache_lookups_total", "Cache lookups", ["cache", "result"])
+REDELIVERED = Counter("nj_redelivered_events_total", "Events resent to a device that did not ack them")

@@ -54,6 +54,9 @@ class Hub:
         if "frame" in payload:
             self.deliver_frame(payload["targets"], orjson.dumps(payload["frame"]).decode())
             return
+        if "resend" in payload:
+            self.resend(payload["targets"], payload["chat_id"], payload["resend"])
+            return
         event = payload["event"]
         text = orjson.dumps(events.to_frame(event)).decode()
         metrics.DELIVERY_LATENCY.observe(max(0.0, ids.now_ms() - event["ts"]) / 1000)
@@ -66,6 +69,25 @@ class Hub:
                     and event.get("sender_device_id") == conn.device_id
                 # The sending device has its message_ack instead of the event.
                 conn.deliver(chat_id, seq, ALREADY_HELD if own else text)
+
+    def resend(self, targets: list[dict[str, Any]], chat_id: str, frames: list[dict[str, Any]]) -> None:
+        """delivery-retry's redelivery of a device's unacked range, in seq order: what this
+        socket was already sent is written again (the client did not ack it, so it may have
+        been lost on the way); the rest joins the chat's order like a live event."""
+        metrics.REDELIVERED.inc(len(frames))
+        texts = [(frame["seq"], orjson.dumps(frame).decode()) for frame in frames]
+        for target in targets:
+            for conn in self.by_user.get(target["user_id"], ()):
+                if target.get("device_id", conn.device_id) != conn.device_id:
+                    continue
+                order = conn.order(chat_id)
+                if conn.catching_up_all or order.catching_up:
+                    continue  # the running catch-up sends everything above the cursor anyway
+                for seq, text in texts:
+                    if seq <= order.delivered:
+                        conn.send_text(text)
+                    else:
+                        conn.deliver(chat_id, seq, text)
 
     def deliver_frame(self, targets: list[dict[str, Any]], text: str) -> None:
         """An ephemeral frame (receipt, typing, presence …): written as-is, no seq order."""
@@ -236,7 +258,7 @@ class FrameHandlers:
             logger.info("gateway.gap_fetch_failed", chat_id=chat_id, error=exc.message)
             return
         for item in page["events"]:
-            conn.write_in_order(chat_id, item["seq"], orjson.dumps(_page_item_to_frame(item)).decode())
+            conn.write_in_order(chat_id, item["seq"], orjson.dumps(events.page_item_to_frame(item)).decode())
 
     async def _page_through(self, conn: Connection, chat_id: str, after: int, last_seq: int | None) -> None:
         order = conn.order(chat_id)
@@ -256,7 +278,7 @@ class FrameHandlers:
                     continue
                 for item in page["events"]:
                     if item["seq"] > order.delivered:
-                        conn.send_frame(_page_item_to_frame(item))
+                        conn.send_frame(events.page_item_to_frame(item))
                         order.caught_up_to(item["seq"])
                 if page["has_more"]:
                     continue
@@ -265,6 +287,3 @@ class FrameHandlers:
                 await trio.sleep(0.02)  # history has not stored the newest events yet
 
 
-def _page_item_to_frame(item: dict[str, Any]) -> dict[str, Any]:
-    """History page items name the stored event kind in ``type``; frames name the frame."""
-    return events.to_frame({**{k: v for k, v in item.items() if k != "type"}, "event": item["type"]})
