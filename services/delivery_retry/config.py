@@ -13,6 +13,52 @@ DEFAULT_HTTP_PORT = 8094
 
 
 @dataclass(frozen=True)
+class PushSettings:
+    """Push events for offline recipients and the optional webhook sink (NJ_DLV_PUSH_*)."""
+
+    interval_s: float
+    """At most one push per user per interval; later messages are counted and coalesced."""
+    max_users: int
+    """Users tracked by the in-process throttle; beyond it the oldest window is flushed early."""
+    preview_chars: int
+    """Length of the text preview in a push; 0 sends no content at all."""
+    webhook_url: str
+    """POST target for every push (empty: no webhook)."""
+    webhook_timeout_s: float
+    webhook_retries: int
+    """Retries after a failed POST, with exponential backoff and full jitter."""
+    webhook_backoff_s: float
+    """First retry delay (doubles per retry)."""
+    webhook_queue: int
+    """Pushes waiting for the webhook; beyond it new ones are dropped and counted."""
+    webhook_concurrency: int
+    breaker_failures: int
+    """Consecutive failed POSTs that open the circuit breaker."""
+    breaker_cooldown_s: float
+    """How long the breaker stays open before one probe is let through."""
+
+    @classmethod
+    def read(cls, env: EnvReader) -> PushSettings:
+        url = env.str("NJ_DLV_PUSH_WEBHOOK_URL", "")
+        if url and not url.startswith(("http://", "https://")):
+            env.errors.append(f"NJ_DLV_PUSH_WEBHOOK_URL={url!r} must be an http:// or https:// URL")
+        return cls(
+            interval_s=env.float("NJ_DLV_PUSH_INTERVAL_S", 1.0, min=0.01, max=3600),
+            max_users=env.int("NJ_DLV_PUSH_MAX_USERS", 100_000, min=1, max=10_000_000),
+            preview_chars=env.int("NJ_DLV_PUSH_PREVIEW_CHARS", 100, min=0, max=1000),
+            webhook_url=url,
+            webhook_timeout_s=env.float("NJ_DLV_PUSH_WEBHOOK_TIMEOUT_S", 5.0, min=0.05, max=120),
+            webhook_retries=env.int("NJ_DLV_PUSH_WEBHOOK_RETRIES", 3, min=0, max=20),
+            webhook_backoff_s=env.float("NJ_DLV_PUSH_WEBHOOK_BACKOFF_S", 0.5, min=0, max=60),
+            webhook_queue=env.int("NJ_DLV_PUSH_WEBHOOK_QUEUE", 1000, min=1, max=1_000_000),
+            webhook_concurrency=env.int("NJ_DLV_PUSH_WEBHOOK_CONCURRENCY", 4, min=1, max=256),
+            breaker_failures=env.int("NJ_DLV_PUSH_BREAKER_FAILURES", 5, min=1, max=1000),
+            breaker_cooldown_s=env.float("NJ_DLV_PUSH_BREAKER_COOLDOWN_S", 30.0, min=0.01,
+                                         max=3600),
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     common: CommonConfig
     stream: StreamSettings
@@ -23,6 +69,8 @@ class Config:
     """Redelivery delays for an online device whose cursor stays behind (NJ_DLV_BACKOFF_S)."""
     max_attempts: int
     """Sends before a delivery is marked failed; the live push is attempt 1 (NJ_DLV_MAX_ATTEMPTS)."""
+    push: PushSettings
+    """Push events for offline recipients (NJ_DLV_PUSH_*)."""
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:
@@ -33,6 +81,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         ack_batch_ms=env.float("NJ_DLV_ACK_BATCH_MS", 5.0, min=0, max=1000),
         backoff_s=env.floats("NJ_DLV_BACKOFF_S", (1.0, 2.0, 4.0, 8.0, 16.0)),
         max_attempts=env.int("NJ_DLV_MAX_ATTEMPTS", 5, min=1, max=100),
+        push=PushSettings.read(env),
     )
     env.check()
     return config
