@@ -72,6 +72,10 @@ class Keys:
     def cursor(self, device_key: str) -> str:
         return f"{self.prefix}dlv:cursor:{device_key}"
 
+    def push(self, user_id: str) -> str:
+        """Held for one push interval by the replica that pushed to the user (SET NX PX)."""
+        return f"{self.prefix}dlv:push:{user_id}"
+
 
 class Cache:
     def __init__(self, url: str, prefix: str, *, max_connections: int = 16,
