@@ -10,10 +10,14 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from tests.checker import Device, Expectations, Recorder, check, wait_stored
+
 from .client import next_frame, register_and_login, send
 
 pytestmark = pytest.mark.e2e
 SENDERS, EACH = 4, 25
+CHECKED = 5  # messages per user in the recorded run
+HELD = {"new_message", "message_updated", "chat_updated", "void", "message_ack"}
 
 
 async def test_concurrent_senders_every_device_gets_all_once_in_order(stack):
@@ -64,3 +68,46 @@ async def test_concurrent_senders_every_device_gets_all_once_in_order(stack):
             got = seen[person.user_id]
             assert got == sorted(got), "out of order"
             assert sorted(got + acked[person.user_id]) == every, "lost or duplicated"
+
+
+async def test_a_recorded_two_user_run_passes_the_history_checker(stack, mysql_config):
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        ann, ben = [await register_and_login(http, f"chk{i}_{secrets.token_hex(3)}") for i in range(2)]
+        chat = (await http.post("/api/v1/chats", headers=ann.auth, json={
+            "type": "direct", "members": [ben.user_id]})).json()["chat_id"]
+    recorder, last_seq = Recorder(), 1 + 2 * CHECKED
+    go = trio.Event()
+
+    async def device(person, task_status=trio.TASK_STATUS_IGNORED):  # noqa: ANN001
+        me, held, started = Device(person.user_id, person.device_id), set(), False
+        async with (open_websocket_url(f"{stack.ws_url}?token={person.access_token}") as ws,
+                    trio.open_nursery() as nursery):
+            nursery.start_soon(_send_when, go, ws, recorder, me, chat)
+            with trio.fail_after(30):
+                while len(held) < last_seq:
+                    frame = orjson.loads(await ws.get_message())
+                    recorder.observe(me, frame)
+                    if frame["type"] == "sync_done" and not started:
+                        started = True  # caught up: live from here
+                        task_status.started()
+                    elif frame["type"] in HELD and frame["chat_id"] == chat:
+                        held.add(frame["seq"])
+
+    async with trio.open_nursery() as nursery:
+        for person in (ann, ben):
+            await nursery.start(device, person)
+        go.set()
+    stored = await wait_stored(mysql_config, {chat: last_seq})
+    devices = [Device(p.user_id, p.device_id) for p in (ann, ben)]
+    report = check(recorder, stored, Expectations(complete=devices))
+    report.assert_ok()
+    assert report.stats["stored"] == last_seq
+
+
+async def _send_when(go: trio.Event, ws, recorder: Recorder, me: Device, chat: str) -> None:  # noqa: ANN001
+    await go.wait()
+    for i in range(CHECKED):
+        frame = {"type": "send_message", "id": f"k{i}", "chat_id": chat, "content": f"{me.user_id} {i}",
+                 "metadata": {"n": i}}
+        recorder.sent(me, frame)
+        await send(ws, frame)
