@@ -48,3 +48,12 @@ async def online_devices(cache: Cache, user_ids: list[str], ttl_s: float) -> dic
         if devices:
             result[user_id] = devices
     return result
+
+
+def group_targets(presence: dict[str, dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    """{user: {device: gateway}} -> {gateway: [{user_id, device_id}, …]}: one publish per gateway."""
+    by_gateway: dict[str, list[dict[str, str]]] = {}
+    for user_id, devices in presence.items():
+        for device_id, gateway in devices.items():
+            by_gateway.setdefault(gateway, []).append({"user_id": user_id, "device_id": device_id})
+    return by_gateway

@@ -58,6 +58,7 @@ class AuthHandlers:
             "im.auth.users.exist": self.users_exist,
             "im.auth.sessions.list": self.sessions_list,
             "im.auth.sessions.revoke": self.sessions_revoke,
+            "im.auth.devices": self.devices,
         }
 
     # ---- accounts ----------------------------------------------------------------------
@@ -194,6 +195,11 @@ class AuthHandlers:
     # ---- lookups -----------------------------------------------------------------------
     async def jwks(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self._jwks
+
+    async def devices(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """{user_ids} -> {devices: {user_id: [device_id, ...]}}: devices with a live session."""
+        user_ids = domain.validate_user_ids(payload.get("user_ids"))
+        return {"devices": await self.storage.live_devices(user_ids, now_ms())}
 
     async def users_exist(self, payload: dict[str, Any]) -> dict[str, Any]:
         user_ids = domain.validate_user_ids(payload.get("user_ids"))

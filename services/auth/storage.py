@@ -182,6 +182,21 @@ class Storage:
         await self._forget(ended)
         return ended
 
+    async def live_devices(self, user_ids: list[str], now: int) -> dict[str, list[str]]:
+        """{user: [device, ...]} of the users' live sessions (users without one are absent)."""
+        def run(cur: Any) -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            for start in range(0, len(user_ids), IN_CHUNK):
+                chunk = user_ids[start:start + IN_CHUNK]
+                marks = ", ".join(["%s"] * len(chunk))
+                cur.execute(f"SELECT DISTINCT user_id, device_id FROM sessions WHERE user_id IN ({marks}) "
+                            "AND revoked_ts IS NULL AND expires_ts > %s ORDER BY user_id, device_id",
+                            [*chunk, now])
+                for row in cur.fetchall():
+                    found.setdefault(row["user_id"], []).append(row["device_id"])
+            return found
+        return await self.db.transaction(run) if user_ids else {}
+
     async def live_sessions(self, user_id: str, now: int) -> list[Session]:
         rows = await self.db.fetchall(
             f"SELECT {COLUMNS} FROM sessions WHERE user_id = %s AND revoked_ts IS NULL "

@@ -9,7 +9,7 @@ each waiting request after the commit with its own outcome.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from libs.errors import INTERNAL, NatterjackError, Unavailable
 
 from .domain import Ack, AckOutcome
 from .errors import DeliveryError, Draining
+from .retries import Advance
 
 logger = log.get("delivery_retry.acks")
 ACK_BATCH = Histogram("nj_dlv_ack_batch_size", "Acks written per transaction",
@@ -49,6 +50,8 @@ class AckWriter:
         self.max_batch = max_batch
         self._send, self._receive = trio.open_memory_channel[PendingAck](queue_size)
         self._finished = trio.Event()
+        # Told of the cursors each commit moved (receipts to senders); must not block.
+        self.on_advanced: Callable[[list[Advance]], None] | None = None
 
     async def submit(self, acks: Sequence[Ack]) -> list[AckOutcome | NatterjackError]:
         """Queue ``acks`` and wait until they are committed (or refused); outcomes in order."""
@@ -99,8 +102,24 @@ class AckWriter:
         for item, outcome in zip(batch, outcomes, strict=True):
             item.outcome = outcome
             item.done.set()
+        if self.on_advanced is not None:
+            moved = _advances(batch, outcomes)
+            if moved:
+                self.on_advanced(moved)
 
     async def close(self) -> None:
         """Stop taking acks, then wait until every queued one is written and answered."""
         await self._send.aclose()
         await self._finished.wait()
+
+
+def _advances(batch: Sequence[PendingAck], outcomes: Sequence[AckOutcome | NatterjackError]
+              ) -> list[Advance]:
+    """One advance per cursor the batch moved (several acks of one cursor count once)."""
+    moved: dict[tuple[str, str, str], Advance] = {}
+    for item, outcome in zip(batch, outcomes, strict=True):
+        if isinstance(outcome, AckOutcome) and outcome.acked_seq > outcome.previous:
+            ack = item.ack
+            moved[ack.key] = Advance(ack.user_id, ack.device_id, ack.chat_id, outcome.previous,
+                                     outcome.acked_seq)
+    return list(moved.values())

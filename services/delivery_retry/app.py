@@ -1,4 +1,5 @@
-"""Wiring of delivery-retry: migrations, stream consumer, ack writer, request handlers."""
+"""Wiring of delivery-retry: migrations, stream consumer, ack writer, redelivery scheduler,
+receipts, push events and the request handlers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from libs.lifecycle import Runtime, run_service
 from .ack_writer import AckWriter
 from .config import SERVICE, Config
 from .handlers import QUEUE, Handlers
+from .notices import OfflinePushes, Receipts
+from .outbox import Outbox
 from .projector import DURABLE, Projector
+from .push import Pusher
+from .schedule_storage import ScheduleStorage
+from .scheduler import Schedule, Scheduler
+from .status_reader import StatusReader
 from .storage import Storage
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -25,8 +32,14 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
     async def start(runtime: Runtime, nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
         return await _start(config, runtime, nursery)
 
-    # No Redis yet: cursors are read from MySQL; a hot-cursor cache can come with retries.
-    await run_service(config.common, start, uses_cache=False, task_status=task_status)
+    # Redis is optional: without it there is no presence, so no redelivery, receipts or
+    # pushes; acks, sync and status keep working from MySQL.
+    await run_service(config.common, start, uses_cache=True, task_status=task_status)
+
+
+def _schedule(config: Config) -> Schedule:
+    return Schedule(config.backoff_s, config.max_attempts, config.scan_interval_ms / 1000,
+                    config.max_resend, request_timeout=config.common.request_timeout)
 
 
 async def _start(config: Config, runtime: Runtime, nursery: trio.Nursery
@@ -38,18 +51,32 @@ async def _start(config: Config, runtime: Runtime, nursery: trio.Nursery
     await streams.ensure_stream(runtime.bus, config.stream)
     await streams.ensure_consumer(runtime.bus, DURABLE)
     assert runtime.db is not None
-    storage = Storage(runtime.db)
+    schedule = _schedule(config)
+    storage = Storage(runtime.db, schedule.delay_ms(1))
+    plans = ScheduleStorage(runtime.db)
+    outbox = Outbox(runtime.bus, runtime.cache, config.common.presence_ttl_s)
+    pusher = Pusher(runtime.bus, runtime.cache, config.push)
+    receipts, pushes = Receipts(plans, outbox), OfflinePushes(plans, outbox, pusher.notify)
     projector = Projector(runtime.bus, storage)
+    projector.on_stored = pushes.stored
     acks = AckWriter(storage, window_s=config.ack_batch_ms / 1000)
-    await nursery.start(projector.run)
-    await nursery.start(acks.run)
-    for subject, handler in Handlers(storage, acks).routes().items():
+    acks.on_advanced = receipts.queue.put
+    scheduler = Scheduler(plans, outbox, runtime.bus, schedule)
+    for task in (pusher.run, receipts.queue.run, pushes.queue.run, projector.run, acks.run,
+                 scheduler.run):
+        await nursery.start(task)
+    statuses = StatusReader(plans, outbox, runtime.bus, config.common.request_timeout)
+    for subject, handler in Handlers(storage, acks, statuses).routes().items():
         await nursery.start(rpc.serve_rpc, runtime.bus, subject, QUEUE, handler)
 
     async def drain() -> None:
+        scheduler.stop()
         async with trio.open_nursery() as draining:
             draining.start_soon(projector.drain)
             draining.start_soon(acks.close)
+        await pushes.queue.close()
+        await pushes.queue.finished.wait()
+        await pusher.drain()
         # Let the bus hand the last acks to NATS before the connection closes.
         await trio.sleep(0.05)
 

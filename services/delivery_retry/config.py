@@ -71,6 +71,10 @@ class Config:
     """Sends before a delivery is marked failed; the live push is attempt 1 (NJ_DLV_MAX_ATTEMPTS)."""
     push: PushSettings
     """Push events for offline recipients (NJ_DLV_PUSH_*)."""
+    scan_interval_ms: float = 100.0
+    """How often the scheduler looks for due checks and retries when idle (NJ_DLV_SCAN_INTERVAL_MS)."""
+    max_resend: int = 500
+    """Events per redelivery at most; the rest follows once the device acks (NJ_DLV_MAX_RESEND)."""
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:
@@ -82,6 +86,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         backoff_s=env.floats("NJ_DLV_BACKOFF_S", (1.0, 2.0, 4.0, 8.0, 16.0)),
         max_attempts=env.int("NJ_DLV_MAX_ATTEMPTS", 5, min=1, max=100),
         push=PushSettings.read(env),
+        scan_interval_ms=env.float("NJ_DLV_SCAN_INTERVAL_MS", 100.0, min=1, max=60_000),
+        max_resend=env.int("NJ_DLV_MAX_RESEND", 500, min=1, max=10_000),
     )
     env.check()
     return config

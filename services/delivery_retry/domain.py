@@ -42,12 +42,24 @@ class UnreadableEvent(ValueError):
 # ---- stream events -------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """What delivery-retry needs of one stored event: its place and its member changes."""
+    """What delivery-retry needs of one stored event: its place, its member changes and,
+    for a message, who sent it (``body`` keeps the whole message for push events)."""
 
     chat_id: str
     seq: int
     added: frozenset[str] = frozenset()
     removed: frozenset[str] = frozenset()
+    kind: str = "message"
+    ts: int = 0
+    message_id: str | None = None
+    sender_id: str | None = None
+    sender_device_id: str | None = None
+    body: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def row(self) -> tuple[str, int, str, str | None, str | None, str | None, int]:
+        """The event's dlv_events row."""
+        return (self.chat_id, self.seq, self.kind, self.message_id, self.sender_id,
+                self.sender_device_id, self.ts)
 
 
 def parse_event(data: bytes, subject: str | None = None) -> StreamEvent:
@@ -67,7 +79,18 @@ def parse_event(data: bytes, subject: str | None = None) -> StreamEvent:
     if subject is not None and subject != stream_subject(chat_id):
         raise UnreadableEvent(f"chat {chat_id} published on {subject}")
     added, removed = member_changes(body)
-    return StreamEvent(chat_id, seq, added, removed)
+    ts = body.get("ts")
+    ts = ts if type(ts) is int and ts >= 0 else 0
+    if event_type != "message":
+        return StreamEvent(chat_id, seq, added, removed, event_type, ts)
+    return StreamEvent(chat_id, seq, added, removed, event_type, ts,
+                       _optional(body, "message_id", _USER_ID), _optional(body, "sender_id", _USER_ID),
+                       _optional(body, "sender_device_id", _DEVICE_ID), body)
+
+
+def _optional(body: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> str | None:
+    value = body.get(name)
+    return value if _matches(value, pattern) else None
 
 
 def member_changes(body: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
@@ -198,6 +221,7 @@ class AckOutcome:
 
     acked_seq: int
     advanced: bool
+    previous: int = field(default=0, compare=False)  # the cursor before this batch
 
 
 def merge_cursor(current: int | None, acked: int) -> int:
@@ -284,3 +308,8 @@ def _field(payload: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> s
 
 def _matches(value: Any, pattern: re.Pattern[str]) -> TypeGuard[str]:
     return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def parse_status_query(payload: Mapping[str, Any]) -> tuple[str, str]:
+    """{user_id, message_id} of a status request."""
+    return _field(payload, "user_id", _USER_ID), _field(payload, "message_id", _USER_ID)

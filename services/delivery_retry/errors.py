@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.errors import FORBIDDEN, MALFORMED, UNAVAILABLE, UNKNOWN_CHAT, NatterjackError
+from libs.errors import FORBIDDEN, MALFORMED, NOT_FOUND, UNAVAILABLE, UNKNOWN_CHAT, NatterjackError
 
 
 class DeliveryError(NatterjackError):
@@ -32,3 +32,9 @@ class Draining(DeliveryError):
     """Raised when an ack arrives after the service started draining; safe to retry."""
 
     code = UNAVAILABLE
+
+
+class MessageNotFound(DeliveryError):
+    """Raised by the status API when no message has this id (as far as this service knows)."""
+
+    code = NOT_FOUND

@@ -1,4 +1,4 @@
-"""Bus handlers of delivery-retry: im.dlv.ack, im.dlv.sync, im.dlv.cursor.
+"""Bus handlers of delivery-retry: im.dlv.ack, im.dlv.sync, im.dlv.cursor, im.dlv.status.
 
 Payloads are checked here (:mod:`.domain` parsers); reads go to :class:`Storage`, acks go
 through the batching :class:`AckWriter`. Errors are raised as :mod:`.errors` classes and
@@ -18,12 +18,14 @@ from . import domain
 from .ack_writer import AckWriter
 from .domain import Ack, AckOutcome, DeviceQuery
 from .errors import NotMember, UnknownChat
+from .status_reader import StatusReader
 from .storage import DeviceChat, Storage
 
 QUEUE = "delivery-retry"
 ACK = "im.dlv.ack"
 SYNC = "im.dlv.sync"
 CURSOR = "im.dlv.cursor"
+STATUS = "im.dlv.status"
 
 
 PROJECTION_WAIT_S = 0.05
@@ -31,12 +33,19 @@ PROJECTION_WAIT_ROUNDS = 20  # up to 1 s
 
 
 class Handlers:
-    def __init__(self, storage: Storage, acks: AckWriter):
+    def __init__(self, storage: Storage, acks: AckWriter, statuses: StatusReader):
         self.storage = storage
         self.acks = acks
+        self.statuses = statuses
 
     def routes(self) -> dict[str, Any]:
-        return {ACK: self.ack, SYNC: self.sync, CURSOR: self.cursor}
+        return {ACK: self.ack, SYNC: self.sync, CURSOR: self.cursor, STATUS: self.status}
+
+    async def status(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """{user_id, message_id} -> {message_id, chat_id, seq, recipients: [{user_id, device_id,
+        status, attempts, updated_ts}]}; only a current member of the chat may ask."""
+        user_id, message_id = domain.parse_status_query(payload)
+        return await self.statuses.read(user_id, message_id)
 
     async def ack(self, payload: dict[str, Any]) -> dict[str, Any]:
         """{user_id, device_id, chat_id, seq} -> {acked_seq, applied}; or {acks: [...]}."""

@@ -9,6 +9,7 @@ messages are still in progress so it does not hand them to another replica meanw
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import trio
@@ -27,7 +28,8 @@ EVENTS = Counter("nj_dlv_events_total", "Stream events handled by delivery-retry
 
 
 class ProjectionStore(Protocol):
-    async def apply_projection(self, projection: Projection, now_ms: int) -> None: ...
+    async def apply_projection(self, projection: Projection, now_ms: int,
+                               events: Sequence[StreamEvent] = ()) -> None: ...
 
 
 class Projector:
@@ -44,6 +46,8 @@ class Projector:
         self._draining = False
         self._receive_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
+        # Told of every committed batch (push events for offline members); must not block.
+        self.on_stored: Callable[[list[StreamEvent]], None] | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -71,10 +75,12 @@ class Projector:
         events, readable = self._read(msgs)
         projection = domain.project(events)
         if projection:
-            await self._store_until_done(projection, readable)
+            await self._store_until_done(projection, events, readable)
         for msg in readable:
             msg.ack()
         EVENTS.labels("projected").inc(len(readable))
+        if self.on_stored is not None and events:
+            self.on_stored(events)
 
     def _read(self, msgs: list[JsMessage]) -> tuple[list[StreamEvent], list[JsMessage]]:
         """Parse the batch; unreadable messages are terminated (redelivery cannot fix them)."""
@@ -91,11 +97,12 @@ class Projector:
             readable.append(msg)
         return events, readable
 
-    async def _store_until_done(self, projection: Projection, msgs: list[JsMessage]) -> None:
+    async def _store_until_done(self, projection: Projection, events: list[StreamEvent],
+                                msgs: list[JsMessage]) -> None:
         delay = self.backoff_s
         while True:
             try:
-                await self.store.apply_projection(projection, ids.now_ms())
+                await self.store.apply_projection(projection, ids.now_ms(), events)
                 return
             except Exception as exc:  # MySQL down or refusing: wait it out, keep the batch
                 logger.warning("dlv.projection_retry", error=repr(exc), retry_in=delay,

@@ -16,7 +16,7 @@ from typing import Any
 from libs.db import Database
 
 from . import domain
-from .domain import Ack, AckOutcome, CursorKey, Projection
+from .domain import Ack, AckOutcome, CursorKey, Projection, StreamEvent
 from .errors import DeliveryError
 
 UPSERT_CHAT = (
@@ -51,6 +51,12 @@ DEVICE_CHAT = (
     "LEFT JOIN dlv_members m ON m.chat_id = ch.chat_id AND m.user_id = %s "
     "LEFT JOIN dlv_cursors c ON c.user_id = %s AND c.device_id = %s AND c.chat_id = ch.chat_id "
     "WHERE ch.chat_id = %s")
+INSERT_EVENT = (
+    "INSERT IGNORE INTO dlv_events (chat_id, seq, kind, message_id, sender_id, sender_device_id, ts) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)")
+UPSERT_CHECK = (
+    "INSERT INTO dlv_checks (chat_id, check_seq, next_seq, due_ts) VALUES (%s, %s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE next_seq = GREATEST(next_seq, VALUES(next_seq))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +75,26 @@ def _rows_in(columns: str, count: int, width: int) -> str:
 
 
 class Storage:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, check_delay_ms: int = 1000):
         self.db = db
+        self.check_delay_ms = check_delay_ms
 
     # ---- projection ----------------------------------------------------------------
-    async def apply_projection(self, projection: Projection, now_ms: int) -> None:
-        """Merge one batch's changes into dlv_chats and dlv_members in one transaction."""
+    async def apply_projection(self, projection: Projection, now_ms: int,
+                               events: Sequence[StreamEvent] = ()) -> None:
+        """Merge one batch's changes into dlv_chats and dlv_members, record its events and
+        schedule a look at each chat it touched, all in one transaction."""
         chats = [(chat_id, seq, now_ms) for chat_id, seq in projection.chat_rows()]
         members = [(c, u, int(active), seq) for c, u, active, seq in projection.member_rows()]
+        rows = sorted(event.row() for event in events)
+        due = now_ms + self.check_delay_ms
+        checks = sorted((c, s, s, due) for c, s in domain.project(events).chat_rows())
 
         def run(cur: Any) -> None:
-            if chats:
-                cur.executemany(UPSERT_CHAT, chats)
-            if members:
-                cur.executemany(UPSERT_MEMBER, members)
+            for sql, values in ((UPSERT_CHAT, chats), (UPSERT_MEMBER, members),
+                                (INSERT_EVENT, rows), (UPSERT_CHECK, checks)):
+                if values:
+                    cur.executemany(sql, values)
         await self.db.transaction(run)
 
     # ---- acks -------------------------------------------------------------------------
@@ -104,7 +116,8 @@ class Storage:
         before = self._cursors(cur, keys)
         cur.executemany(UPSERT_CURSOR, [(*key, merged[key], now_ms) for key in keys])
         after = self._cursors(cur, keys)
-        return [v if v is not None else AckOutcome(after[a.key], a.seq > before.get(a.key, 0))
+        return [v if v is not None else AckOutcome(after[a.key], a.seq > before.get(a.key, 0),
+                                                   before.get(a.key, 0))
                 for a, v in zip(acks, verdicts, strict=True)]
 
     def _last_seqs(self, cur: Any, chat_ids: list[str]) -> dict[str, int]:

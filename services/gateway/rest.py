@@ -58,6 +58,7 @@ class RestApi:
                   methods=["DELETE"]),
             Route(f"{p}/chats/{{chat_id}}/search", self._wrap(self.search), methods=["GET"]),
             Route(f"{p}/chats/{{chat_id}}/read", self._wrap(self.read), methods=["POST"]),
+            Route(f"{p}/messages/{{message_id}}/status", self._wrap(self.message_status), methods=["GET"]),
             Route(f"{p}/message-types", self._wrap(self.register_type), methods=["POST"]),
             Route(f"{p}/message-types", self._wrap(self.list_types), methods=["GET"]),
         ]
@@ -202,6 +203,11 @@ class RestApi:
             if name in request.query_params:
                 query[name] = _int_param(request.query_params[name], name)
         return json_response(await self._call("im.history.search", query))
+
+    async def message_status(self, request: Request) -> Response:
+        claims = await self._claims(request)
+        return json_response(await self._call("im.dlv.status", {
+            "user_id": claims.user_id, "message_id": request.path_params["message_id"]}))
 
     async def register_type(self, request: Request) -> Response:
         claims, body = await self._claims(request), await self._body(request)

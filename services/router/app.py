@@ -39,7 +39,7 @@ async def main(config: Config, *, handle_signals: bool = True,
         admin, signals = ChatAdmin(core), Signals(core)
 
         await nursery.start(storage.seq.run_flusher, config.confirm_flush_s)
-        routes = {"send": core.send, "read": core.read, "chat.create": core.create_chat,
+        routes = {"send": core.send, "read": core.read, "reads": core.reads, "chat.create": core.create_chat,
                   "chat.get": core.get_chat, "chat.list": core.list_chats,
                   "chat.update": admin.update_chat, "message.update": core.update_message,
                   "members.add": admin.add_member, "members.remove": admin.remove_member,

@@ -108,15 +108,6 @@ def next_reservation(seq: int, block: int) -> int:
     return seq + block - 1
 
 
-def group_targets(presence: dict[str, dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """{user: {device: gateway}} -> {gateway: [{user_id, device_id}, …]}: one publish per gateway."""
-    by_gateway: dict[str, list[dict[str, str]]] = {}
-    for user_id, devices in presence.items():
-        for device_id, gateway in devices.items():
-            by_gateway.setdefault(gateway, []).append({"user_id": user_id, "device_id": device_id})
-    return by_gateway
-
-
 def message_event(req: SendRequest, seq: int, message_id: str, version: int, ts: int) -> dict[str, Any]:
     return {"event": "message", "chat_id": req.chat_id, "seq": seq, "ts": ts,
             "message_id": message_id, "sender_id": req.sender_id,

@@ -20,8 +20,7 @@ import trio
 from libs import log
 from libs.bus import Bus
 from libs.cache import CacheUnavailable
-
-from .domain import group_targets
+from libs.presence import group_targets
 
 logger = log.get("router.fanout")
 ALL_GATEWAYS = "im.gw.all.deliver"

@@ -156,6 +156,12 @@ class Handlers:
             await self.fanout.submit(self.fanout.frame, domain.receipt_frame(chat_id, seq, user_id), others)
         return {}
 
+    async def reads(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """{chat_id} -> {reads: {user_id: last_read_seq}} of the chat's members (delivery-retry's
+        status API asks; it answers only members, so this trusts its caller)."""
+        chat_id = domain.require_id(payload, "chat_id")
+        return {"reads": await self.storage.read_positions(chat_id)}
+
     async def publish_new(self, chat_id: str, build: Any) -> dict[str, Any]:
         """Allocate the next seq, store ``build(seq, ts)`` in the stream; a failure leaves a void."""
         seq = await self.storage.next_seq(chat_id)

@@ -84,6 +84,11 @@ class Storage:
             (chat_id,))
         return [(row["user_id"], row["role"]) for row in rows]
 
+    async def read_positions(self, chat_id: str) -> dict[str, int]:
+        rows = await self.db.fetchall(
+            "SELECT user_id, last_read_seq FROM router_members WHERE chat_id = %s", (chat_id,))
+        return {row["user_id"]: int(row["last_read_seq"]) for row in rows}
+
     async def mark_read(self, chat_id: str, user_id: str, seq: int) -> bool:
         """Move the read position forward (never back); True when it moved."""
         return bool(await self.db.execute(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import trio
 
@@ -31,7 +33,7 @@ class FlakyStore:
         self.applied: list[Projection] = []
         self.msgs: list[FakeMsg] = []
 
-    async def apply_projection(self, projection: Projection, now_ms: int) -> None:
+    async def apply_projection(self, projection: Projection, now_ms: int, events: Any = ()) -> None:
         assert not any("ack" in m.settled for m in self.msgs), "acked before the commit"
         if self.failures:
             self.failures -= 1

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from libs.errors import NatterjackError
+from libs.presence import group_targets
 from services.router import domain
 
 ids = st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True)
@@ -57,7 +58,7 @@ def test_direct_chats_have_one_pair_key_whoever_creates_them(a, b):
 @given(presence=st.dictionaries(ids, st.dictionaries(ids, st.sampled_from(["gw-a", "gw-b", "gw-c"]),
                                                      max_size=4), max_size=10))
 def test_each_device_is_targeted_once_through_its_gateway(presence):
-    grouped = domain.group_targets(presence)
+    grouped = group_targets(presence)
     flat = [(t["user_id"], t["device_id"], gw) for gw, ts in grouped.items() for t in ts]
     expected = [(u, d, gw) for u, devices in presence.items() for d, gw in devices.items()]
     assert sorted(flat) == sorted(expected)

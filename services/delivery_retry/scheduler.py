@@ -1,0 +1,160 @@
+"""The redelivery scheduler: looks at chats with new events, resends to devices that stay
+behind, and fails deliveries after the last attempt (rules: :mod:`.retries`).
+
+JetStream's consumer backoff redelivers one stream message to one consumer; it cannot
+say "device D of user U has not acked chat C". So the schedule is ours, in MySQL (durable
+across restarts, shared by replicas): a ``dlv_checks`` row per chat with fresh events
+and a ``dlv_retries`` row per (device, chat) that stays behind. One task scans both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from prometheus_client import Counter
+
+from libs import events, ids, log, rpc
+from libs.bus import Bus
+from libs.cache import CacheUnavailable
+from libs.errors import FORBIDDEN, NatterjackError
+
+from . import retries
+from .outbox import Outbox
+from .retries import Step
+from .schedule_storage import Check, Retry, ScheduleStorage
+
+logger = log.get("delivery_retry.scheduler")
+LEASE_MS = 30_000  # a claimed row falls due again after this if its replica died
+RETRY_STEPS = Counter("nj_dlv_retry_steps_total", "Redelivery schedule steps taken", ["step"])
+
+
+@dataclass(frozen=True)
+class Schedule:
+    backoff_s: tuple[float, ...]
+    max_attempts: int
+    scan_interval_s: float = 0.1
+    max_resend: int = 500  # events per resend at most; the rest follows the next ack
+    batch: int = 100
+    request_timeout: float = 5.0
+
+    def delay_ms(self, attempts: int) -> int:
+        return int(retries.delay_after(attempts, self.backoff_s) * 1000)
+
+
+class Scheduler:
+    def __init__(self, store: ScheduleStorage, outbox: Outbox, bus: Bus, schedule: Schedule):
+        self.store = store
+        self.outbox = outbox
+        self.bus = bus
+        self.schedule = schedule
+        self._stop = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        delay = self.schedule.scan_interval_s
+        while not self._stop.is_set():
+            try:
+                busy = await self.scan_once()
+                delay = self.schedule.scan_interval_s
+            except Exception as exc:  # MySQL away: back off, never exit
+                logger.warning("dlv.scan_failed", error=repr(exc), retry_in=delay)
+                busy, delay = 0, min(delay * 2, 5.0)
+            if not busy:
+                with trio.move_on_after(delay):
+                    await self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def scan_once(self) -> int:
+        """Work every due look and retry once; returns how many there were."""
+        now = ids.now_ms()
+        checks = await self.store.claim_checks(now, LEASE_MS, self.schedule.batch)
+        for check in checks:
+            await self._guarded(self.look, check)
+        due = await self.store.claim_retries(ids.now_ms(), LEASE_MS, self.schedule.batch)
+        for retry in due:
+            await self._guarded(self.attempt, retry)
+        return len(checks) + len(due)
+
+    async def _guarded(self, fn: Any, item: Any) -> None:
+        try:
+            await fn(item)
+        except NatterjackError as exc:  # the lease makes it due again later
+            logger.warning("dlv.schedule_step_failed", item=repr(item), error=exc.message)
+
+    # ---- a chat's look -------------------------------------------------------------------
+    async def look(self, check: Check) -> None:
+        """Give every online member device still below check_seq a retry schedule."""
+        try:
+            online = await self.outbox.online(await self.store.chat_members(check.chat_id))
+        except CacheUnavailable:
+            online = {}  # nobody to resend to is known; devices sync when they reconnect
+        cursors = await self.store.chat_cursors(check.chat_id) if online else {}
+        behind = retries.behind_devices(online, cursors, check.check_seq)
+        await self.store.finish_check(check, [(u, d, gw, check.check_seq) for u, d, gw, _ in behind],
+                                      ids.now_ms(), self.schedule.delay_ms(1))
+
+    # ---- a device's retry ----------------------------------------------------------------
+    async def attempt(self, retry: Retry) -> None:
+        cursor = await self.store.cursor(retry.user_id, retry.device_id, retry.chat_id)
+        needed = await self.store.needed_up_to(retry, cursor)
+        try:
+            gateway = (await self.outbox.online([retry.user_id])).get(retry.user_id, {}).get(retry.device_id)
+        except CacheUnavailable:
+            await self.store.postpone(retry, ids.now_ms() + self.schedule.delay_ms(retry.attempts))
+            return
+        step = retries.next_step(cursor, needed, gateway is not None, retry.attempts,
+                                 self.schedule.max_attempts)
+        RETRY_STEPS.labels(step.value).inc()
+        if step is Step.CAUGHT_UP:
+            await self.store.end_retry(retry, ids.now_ms() + self.schedule.delay_ms(1))
+        elif step is Step.OFFLINE:
+            await self.store.drop_retry(retry)
+        elif step is Step.FAIL:
+            await self._fail(retry, cursor, needed)
+        else:
+            assert gateway is not None
+            await self._resend(retry, gateway, cursor, needed)
+
+    async def _fail(self, retry: Retry, cursor: int, needed: int) -> None:
+        messages = await self.store.messages_between(retry.chat_id, cursor, needed, 1000)
+        notices = retries.failed_frames(retry.user_id, retry.device_id, retry.chat_id, messages,
+                                        cursor, needed)
+        own = {e.seq for e in messages if e.sent_by(retry.user_id, retry.device_id)}
+        await self.store.fail(retry, [e for e in messages if e.seq not in own], ids.now_ms())
+        logger.info("dlv.delivery_failed", user_id=retry.user_id, device_id=retry.device_id,
+                    chat_id=retry.chat_id, after_seq=cursor, up_to=needed, attempts=retry.attempts)
+        await self.outbox.frames_to_users(notices)
+
+    async def _resend(self, retry: Retry, gateway: str, cursor: int, needed: int) -> None:
+        try:
+            frames = await self._from_history(retry, cursor, needed)
+        except NatterjackError as exc:
+            if exc.code == FORBIDDEN:  # no longer a member: nothing more is owed
+                await self.store.drop_retry(retry)
+                return
+            logger.info("dlv.resend_postponed", chat_id=retry.chat_id, error=exc.message)
+            frames = []
+        if not frames:  # history has not stored them yet (or is away): not an attempt
+            await self.store.postpone(retry, ids.now_ms() + self.schedule.delay_ms(1))
+            return
+        await self.outbox.resend(gateway, retry.user_id, retry.device_id, retry.chat_id, frames)
+        due = ids.now_ms() + self.schedule.delay_ms(retry.attempts + 1)
+        await self.store.next_attempt(retry, gateway, due)
+
+    async def _from_history(self, retry: Retry, cursor: int, needed: int) -> list[dict[str, Any]]:
+        """The device's events in (cursor, needed], as frames, oldest first."""
+        frames: list[dict[str, Any]] = []
+        after = cursor
+        while after < needed and len(frames) < self.schedule.max_resend:
+            page = await rpc.call(self.bus, "im.history.page", {
+                "chat_id": retry.chat_id, "user_id": retry.user_id, "after_seq": after,
+                "before_seq": needed + 1, "limit": 100}, timeout=self.schedule.request_timeout)
+            frames.extend(events.page_item_to_frame(item) for item in page["events"])
+            if not page["events"] or not page["has_more"]:
+                break
+            after = page["events"][-1]["seq"]
+        return frames
