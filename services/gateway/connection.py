@@ -23,7 +23,10 @@ from .domain import ChatOrder
 CLOSE_SESSION_ENDED = 4401
 CLOSE_TOKEN_EXPIRED = 4402
 CLOSE_SLOW_CONSUMER = 4408
+CLOSE_KEEPALIVE_TIMEOUT = 4409
 CLOSE_GOING_AWAY = 1001
+FINISH_FRAME_S = 2.0  # after a close, for the frame being written to get out whole
+FRAME_SEND_LIMIT_S = 30.0  # a peer that takes no whole frame for this long is not reading
 # Stands in the order for an event the device already holds (its own message, acked):
 # it advances the chat's order like any event but is never written.
 ALREADY_HELD = "\x00held"
@@ -48,6 +51,7 @@ class Connection:
         self._send, self._receive = trio.open_memory_channel[str](self.queue_size)
         self.close_code = 1000
         self.close_reason = ""
+        self._sending: trio.CancelScope | None = None
 
     @property
     def user_id(self) -> str:
@@ -107,12 +111,22 @@ class Connection:
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
             self.closed.set()
+            if self._sending is not None:
+                self._sending.deadline = min(self._sending.deadline, trio.current_time() + FINISH_FRAME_S)
 
     async def writer(self) -> None:
-        """Drain the outbound queue into the socket until the socket or queue closes."""
+        """Drain the outbound queue into the socket until the socket or queue closes.
+
+        A frame once started is not cancelled with the connection but given FINISH_FRAME_S
+        to get out: a frame cut in half would garble the close frame (4408 …) after it."""
         try:
             async for text in self._receive:
-                await self.ws.send_message(text)
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + FRAME_SEND_LIMIT_S) \
+                        as self._sending:
+                    await self.ws.send_message(text)
+                if self._sending.cancelled_caught:  # cut: nothing written after it could be read
+                    self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
+                    return
                 metrics.MESSAGES_OUT.inc()
         except ConnectionClosed:
             self.close(1006, "socket closed")

@@ -262,6 +262,7 @@ class FrameHandlers:
 
     async def _page_through(self, conn: Connection, chat_id: str, after: int, last_seq: int | None) -> None:
         order = conn.order(chat_id)
+        told_retained = False
         with trio.move_on_after(self.config.catch_up_wait_s):
             while True:
                 try:
@@ -276,6 +277,8 @@ class FrameHandlers:
                         raise
                     await trio.sleep(0.02)
                     continue
+                if not told_retained:
+                    told_retained = _tell_retained(conn, chat_id, max(after, order.delivered), page)
                 for item in page["events"]:
                     if item["seq"] > order.delivered:
                         conn.send_frame(events.page_item_to_frame(item))
@@ -287,3 +290,12 @@ class FrameHandlers:
                 await trio.sleep(0.02)  # history has not stored the newest events yet
 
 
+def _tell_retained(conn: Connection, chat_id: str, after: int, page: dict[str, Any]) -> bool:
+    """Retention deleted events the device never got: say so (sync_required) before the
+    retained ones follow, so the client knows its copy of the chat has a hole. Returns
+    whether it was said."""
+    retained_from = page.get("retained_from_seq")
+    if retained_from is None or retained_from <= after + 1:
+        return False
+    conn.send_frame({"type": "sync_required", "chat_id": chat_id, "retained_from_seq": retained_from})
+    return True

@@ -17,12 +17,13 @@ from libs.tokens import Claims
 
 from . import domain
 from .config import Config
-from .connection import CLOSE_GOING_AWAY, CLOSE_TOKEN_EXPIRED, Connection
+from .connection import CLOSE_GOING_AWAY, CLOSE_KEEPALIVE_TIMEOUT, CLOSE_TOKEN_EXPIRED, Connection
 from .handlers import FrameHandlers, Hub
 from .keys import KeyRing
 from .storage import Presence
 
 logger = log.get("gateway.ws")
+CLOSE_WAIT_S = 2.0  # for the client's close frame; a vanished peer never sends one
 
 
 class WebSocketEdge:
@@ -83,14 +84,18 @@ class WebSocketEdge:
                 nursery.start_soon(self.frames.catch_up, conn)
                 nursery.start_soon(self._reader, conn)
                 nursery.start_soon(self._expire, conn)
+                nursery.start_soon(self._keepalive, conn)
                 await conn.closed.wait()
                 nursery.cancel_scope.cancel()
         finally:
             self.hub.remove(conn)
             metrics.CONNECTIONS.dec()
-            with trio.CancelScope(shield=True), trio.move_on_after(2):
-                await conn.ws.aclose(conn.close_code, conn.close_reason)
-                await self._went_offline(conn)
+            with trio.CancelScope(shield=True):
+                # Apart: a peer that never answers the close must not keep its device online.
+                with trio.move_on_after(CLOSE_WAIT_S):
+                    await conn.ws.aclose(conn.close_code, conn.close_reason)
+                with trio.move_on_after(CLOSE_WAIT_S):
+                    await self._went_offline(conn)
 
     async def _came_online(self, conn: Connection) -> None:
         """Register the device; the user's first live device makes the user online."""
@@ -129,6 +134,24 @@ class WebSocketEdge:
         while (left := conn.claims.expires_at - ids.now_ms() / 1000) > 0:  # noqa: ASYNC110 - the deadline moves when the token is renewed
             await trio.sleep(left)
         conn.close(CLOSE_TOKEN_EXPIRED, "access token expired: refresh, then reconnect")
+
+    async def _keepalive(self, conn: Connection) -> None:
+        """Ping every interval and close with 4409 when no pong comes in time: a peer that
+        vanished without a FIN (a phone losing its network) would otherwise hold the socket
+        and look online forever while its events go nowhere. It never acked them, so they
+        come with the catch-up when the device reconnects."""
+        while True:
+            await trio.sleep(self.config.ping_interval_s)
+            try:
+                with trio.fail_after(self.config.ping_timeout_s):
+                    await conn.ws.ping()
+            except trio.TooSlowError:
+                logger.info("gateway.keepalive_timeout", user_id=conn.user_id, device_id=conn.device_id)
+                conn.close(CLOSE_KEEPALIVE_TIMEOUT, "keepalive timeout: reconnect")
+                return
+            except ConnectionClosed:
+                conn.close(1006, "socket closed")
+                return
 
     async def _reader(self, conn: Connection) -> None:
         limiter = trio.CapacityLimiter(self.config.sends_in_flight)
