@@ -24,6 +24,7 @@ from .connection import ALREADY_HELD, Connection
 logger = log.get("gateway")
 TYPING_EXPIRY_S = 5.0
 CATCH_UP_CHATS_AT_ONCE = 8
+CATCH_UP_PAGE = 100  # events per history read while catching up (seed 003: batches of 100)
 GAP_SETTLE_S = 0.05  # most out-of-order events arrive within this
 GAP_RETRY_S = 0.1
 GAP_GIVE_UP_S = 5.0
@@ -268,7 +269,7 @@ class FrameHandlers:
                 try:
                     page = await rpc.call(self.bus, "im.history.page",
                                           {"chat_id": chat_id, "user_id": conn.user_id,
-                                           "after_seq": max(after, order.delivered), "limit": 200},
+                                           "after_seq": max(after, order.delivered), "limit": CATCH_UP_PAGE},
                                           timeout=self.timeout)
                 except NatterjackError as exc:
                     # A plan from delivery-retry names chats the user is in; history saying
