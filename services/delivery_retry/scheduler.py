@@ -153,8 +153,14 @@ class Scheduler:
             page = await rpc.call(self.bus, "im.history.page", {
                 "chat_id": retry.chat_id, "user_id": retry.user_id, "after_seq": after,
                 "before_seq": needed + 1, "limit": 100}, timeout=self.schedule.request_timeout)
-            frames.extend(events.page_item_to_frame(item) for item in page["events"])
+            frames.extend(events.page_item_to_frame(item) for item in page["events"]
+                          if not _own(item, retry))
             if not page["events"] or not page["has_more"]:
                 break
             after = page["events"][-1]["seq"]
         return frames
+
+
+def _own(item: dict[str, Any], retry: Retry) -> bool:
+    """The device's own message: it holds it since its message_ack, it is never resent."""
+    return item.get("sender_id") == retry.user_id and item.get("sender_device_id") == retry.device_id

@@ -19,6 +19,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
 
+from tests.checker import Device, Recorder
 from tests.e2e.client import User, register_and_login
 
 T = TypeVar("T")
@@ -33,11 +34,16 @@ class Phone:
     policy: str = ACK_ALL
     frames: list[dict[str, Any]] = field(default_factory=list)
     ws: WebSocketConnection | None = None
+    recorder: Recorder | None = None  # when set, every send and every frame read is recorded
     _scope: trio.CancelScope | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.user.user_id, self.user.device_id)
+
+    @property
+    def device(self) -> Device:
+        return Device(self.user.user_id, self.user.device_id)
 
     async def connect(self, nursery: trio.Nursery) -> None:
         self.ws = await connect_websocket_url(nursery, f"{self.ws_url}?token={self.user.access_token}")
@@ -59,6 +65,8 @@ class Phone:
                 while True:
                     frame = orjson.loads(await ws.get_message())
                     self.frames.append(frame)
+                    if self.recorder is not None:
+                        self.recorder.observe(self.device, frame)
                     if frame["type"] in STORED and self._acks(frame):
                         await self.send({"type": "ack", "chat_id": frame["chat_id"], "seq": frame["seq"]})
             except ConnectionClosed:
@@ -71,12 +79,20 @@ class Phone:
         if self.ws is not None:
             await self.ws.send_message(orjson.dumps(frame).decode())
 
-    async def send_text(self, chat_id: str, text: str) -> dict[str, Any]:
-        frame_id = secrets.token_hex(8)
+    async def send_text(self, chat_id: str, text: str, timeout: float = 10) -> dict[str, Any] | None:
+        """Send a text; the message_ack or error frame, or None when the socket was lost."""
+        frame = {"type": "send_message", "id": secrets.token_hex(8), "chat_id": chat_id, "content": text}
         start = len(self.frames)
-        await self.send({"type": "send_message", "id": frame_id, "chat_id": chat_id, "content": text})
-        return await self.wait_for(lambda f: f["type"] in ("message_ack", "error") and f.get("id") == frame_id,
-                                   start)
+        if self.recorder is not None:
+            self.recorder.sent(self.device, frame)
+        try:
+            await self.send(frame)
+            return await self.wait_for(lambda f: f["type"] in ("message_ack", "error")
+                                       and f.get("id") == frame["id"], start, timeout)
+        except (ConnectionClosed, trio.TooSlowError):
+            if self.recorder is not None:
+                self.recorder.failed(self.device, frame["id"])
+            return None
 
     async def wait_for(self, match: Callable[[dict[str, Any]], bool], start: int = 0,
                        timeout: float = 10) -> dict[str, Any]:
