@@ -53,6 +53,12 @@ class Stack:
         self.wait_ready(name)
         return f"http://127.0.0.1:{http_port}", f"ws://127.0.0.1:{ws_port}/ws"
 
+    def start_replica(self, service: str, name: str) -> None:
+        """Another process of ``service`` (sharing its queue groups) on an HTTP port of its own."""
+        self.ports[name] = free_port()
+        self.start(service, name=name, env={f"NJ_{service.upper()}_HTTP_PORT": str(self.ports[name])})
+        self.wait_ready(name)
+
     def wait_ready(self, service: str, timeout: float = 30.0) -> None:
         url = f"http://127.0.0.1:{self.ports[service]}/ready"
         deadline = time.monotonic() + timeout
@@ -83,6 +89,9 @@ class Stack:
                 process.wait()
 
     def stop_all(self) -> None:
+        """Extra replicas first, then the services in reverse start order."""
+        for name in [n for n in self.processes if n not in SERVICES]:
+            self.stop(name)
         for service in reversed(SERVICES):
             self.stop(service)
 

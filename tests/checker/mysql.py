@@ -44,7 +44,7 @@ async def fetch_stored(config: MySQLConfig, chat_ids: Iterable[str]) -> list[Sto
 
 async def wait_stored(config: MySQLConfig, last_seqs: Mapping[str, int], timeout: float = 15,
                       interval: float = 0.1) -> list[StoredEvent]:
-    """The stored events once every chat holds a row at (at least) its given last seq.
+    """The stored events once every chat holds every seq up to (at least) its given last one.
 
     On timeout it returns what is stored then, so the check reports what is missing
     instead of a bare timeout.
@@ -59,7 +59,9 @@ async def wait_stored(config: MySQLConfig, last_seqs: Mapping[str, int], timeout
 
 
 def _reached(stored: list[StoredEvent], last_seqs: Mapping[str, int]) -> bool:
-    highest: dict[str, int] = {}
+    """Every chat holds every seq up to its given last one: stream order is not seq order
+    (several routers publish concurrently), so the highest stored seq alone proves nothing."""
+    held: dict[str, set[int]] = {}
     for event in stored:
-        highest[event.chat_id] = max(highest.get(event.chat_id, 0), event.seq)
-    return all(highest.get(chat, 0) >= seq for chat, seq in last_seqs.items())
+        held.setdefault(event.chat_id, set()).add(event.seq)
+    return all(set(range(1, seq + 1)) <= held.get(chat, set()) for chat, seq in last_seqs.items())

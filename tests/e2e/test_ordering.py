@@ -21,6 +21,8 @@ HELD = {"new_message", "message_updated", "chat_updated", "void", "message_ack"}
 
 
 async def test_concurrent_senders_every_device_gets_all_once_in_order(stack):
+    if "router-2" not in stack.processes:  # two routers share the sends (one queue group)
+        await trio.to_thread.run_sync(stack.start_replica, "router", "router-2")
     async with httpx.AsyncClient(base_url=stack.api) as http:
         people = [await register_and_login(http, f"ord{i}_{secrets.token_hex(3)}") for i in range(SENDERS)]
         chat = (await http.post("/api/v1/chats", headers=people[0].auth, json={
@@ -64,6 +66,9 @@ async def test_concurrent_senders_every_device_gets_all_once_in_order(stack):
             go.set()  # every device is connected before anyone sends
         every = sorted(s for seqs in acked.values() for s in seqs)
         assert len(every) == len(set(every)) == SENDERS * EACH
+        for router in ("router", "router-2"):
+            metrics = (await http.get(f"http://127.0.0.1:{stack.ports[router]}/metrics")).text
+            assert 'nj_rpc_seconds_count{outcome="ok",verb="send"}' in metrics, f"{router} sent nothing"
         for person in people:
             got = seen[person.user_id]
             assert got == sorted(got), "out of order"
