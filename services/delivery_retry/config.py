@@ -75,6 +75,8 @@ class Config:
     """How often the scheduler looks for due checks and retries when idle (NJ_DLV_SCAN_INTERVAL_MS)."""
     max_resend: int = 500
     """Events per redelivery at most; the rest follows once the device acks (NJ_DLV_MAX_RESEND)."""
+    lease_s: float = 30.0
+    """A claimed look or retry falls due again after this when its replica died (NJ_DLV_LEASE_S)."""
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:
@@ -88,6 +90,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         push=PushSettings.read(env),
         scan_interval_ms=env.float("NJ_DLV_SCAN_INTERVAL_MS", 100.0, min=1, max=60_000),
         max_resend=env.int("NJ_DLV_MAX_RESEND", 500, min=1, max=10_000),
+        lease_s=env.float("NJ_DLV_LEASE_S", 30.0, min=0.5, max=3600),
     )
     env.check()
     return config

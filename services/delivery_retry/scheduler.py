@@ -26,7 +26,6 @@ from .retries import Step
 from .schedule_storage import Check, Retry, ScheduleStorage
 
 logger = log.get("delivery_retry.scheduler")
-LEASE_MS = 30_000  # a claimed row falls due again after this if its replica died
 RETRY_STEPS = Counter("nj_dlv_retry_steps_total", "Redelivery schedule steps taken", ["step"])
 
 
@@ -38,6 +37,11 @@ class Schedule:
     max_resend: int = 500  # events per resend at most; the rest follows the next ack
     batch: int = 100
     request_timeout: float = 5.0
+    lease_s: float = 30.0  # a claimed row falls due again after this if its replica died
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.lease_s * 1000)
 
     def delay_ms(self, attempts: int) -> int:
         return int(retries.delay_after(attempts, self.backoff_s) * 1000)
@@ -71,10 +75,11 @@ class Scheduler:
     async def scan_once(self) -> int:
         """Work every due look and retry once; returns how many there were."""
         now = ids.now_ms()
-        checks = await self.store.claim_checks(now, LEASE_MS, self.schedule.batch)
+        checks = await self.store.claim_checks(now, self.schedule.lease_ms, self.schedule.batch)
         for check in checks:
             await self._guarded(self.look, check)
-        due = await self.store.claim_retries(ids.now_ms(), LEASE_MS, self.schedule.batch)
+        due = await self.store.claim_retries(ids.now_ms(), self.schedule.lease_ms,
+                                             self.schedule.batch)
         for retry in due:
             await self._guarded(self.attempt, retry)
         return len(checks) + len(due)

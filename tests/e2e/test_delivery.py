@@ -33,7 +33,7 @@ ATTEMPTS = 3
 def stack(common_env, stack_nats: NatsServer) -> Iterator[Stack]:
     with running_stack(common_env, stack_nats, NJ_DLV_BACKOFF_S=BACKOFF,
                        NJ_DLV_MAX_ATTEMPTS=str(ATTEMPTS), NJ_DLV_SCAN_INTERVAL_MS="20",
-                       NJ_DLV_PUSH_INTERVAL_S="0.5") as running:
+                       NJ_DLV_PUSH_INTERVAL_S="0.5", NJ_DLV_LEASE_S="1") as running:
         yield running
 
 
@@ -122,6 +122,23 @@ async def test_unacked_delivery_is_resent_then_failed_and_arrives_on_reconnect(s
                 assert got["message_id"] == ack["message_id"]
                 await send(wb, {"type": "ack", "chat_id": chat, "seq": got["seq"]})
                 await _status_of(http, a, ack["message_id"], b, "delivered")
+
+
+async def test_the_schedule_survives_a_killed_delivery_retry(stack):
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        a, b, chat = await _pair(http)
+        async with open_websocket_url(_ws(stack, a)) as wa, open_websocket_url(_ws(stack, b)) as wb:
+            await _caught_up(wb, chat)
+            await trio.sleep(0.3)
+            ack = await _send_text(wa, chat, "still there?")
+            await next_frame(wb, "new_message")
+            await trio.to_thread.run_sync(lambda: stack.stop("delivery_retry", kill=True))
+            await trio.to_thread.run_sync(stack.start, "delivery_retry")
+            await trio.to_thread.run_sync(stack.wait_ready, "delivery_retry")
+            failed = await next_frame(wa, "delivery_failed", timeout=15)
+            assert failed["message_id"] == ack["message_id"]
+            entry = await _status_of(http, a, ack["message_id"], b, "failed")
+            assert entry["attempts"] == ATTEMPTS
 
 
 async def test_offline_device_stays_pending_and_its_user_gets_a_push(stack, stack_nats):
