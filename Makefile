@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LINT_PATHS := libs services tools bench
 
-.PHONY: help venv up down status logs test lint bench bench-bus clean
+.PHONY: help venv up down status logs test lint bench bench-bus bench-delivery clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,7 +43,10 @@ lint: venv ## ruff and mypy (both must pass)
 bench-bus: venv ## benchmark the message bus
 	$(PY) -m bench.bus --write BENCHMARKS.md
 
-bench: bench-bus ## run the benchmarks
+bench-delivery: venv ## benchmark offline backlog drain and redelivery overhead
+	$(PY) -m bench.delivery --write BENCHMARKS.md
+
+bench: bench-bus bench-delivery ## run the benchmarks
 
 clean: ## stop the local stack and delete var/ (its data and logs)
 	@if ls var/run/*.pid >/dev/null 2>&1 && test -x $(PY); then $(PY) -m tools.devstack down; fi
