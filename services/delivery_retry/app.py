@@ -40,7 +40,9 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
 def _schedule(config: Config) -> Schedule:
     return Schedule(config.backoff_s, config.max_attempts, config.scan_interval_ms / 1000,
                     config.max_resend, request_timeout=config.common.request_timeout,
-                    lease_s=config.lease_s)
+                    lease_s=config.lease_s,
+                    # Half the MySQL pool at most: acks and the projection need the rest.
+                    concurrency=max(1, config.common.mysql.pool_size // 2))
 
 
 async def _start(config: Config, runtime: Runtime, nursery: trio.Nursery

@@ -38,6 +38,7 @@ class Schedule:
     batch: int = 100
     request_timeout: float = 5.0
     lease_s: float = 30.0  # a claimed row falls due again after this if its replica died
+    concurrency: int = 4  # looks and retries worked at once (each holds a DB connection)
 
     @property
     def lease_ms(self) -> int:
@@ -74,21 +75,27 @@ class Scheduler:
 
     async def scan_once(self) -> int:
         """Work every due look and retry once; returns how many there were."""
-        now = ids.now_ms()
-        checks = await self.store.claim_checks(now, self.schedule.lease_ms, self.schedule.batch)
-        for check in checks:
-            await self._guarded(self.look, check)
+        checks = await self.store.claim_checks(ids.now_ms(), self.schedule.lease_ms, self.schedule.batch)
+        await self._each(self.look, checks)
         due = await self.store.claim_retries(ids.now_ms(), self.schedule.lease_ms,
                                              self.schedule.batch)
-        for retry in due:
-            await self._guarded(self.attempt, retry)
+        await self._each(self.attempt, due)
         return len(checks) + len(due)
 
-    async def _guarded(self, fn: Any, item: Any) -> None:
-        try:
-            await fn(item)
-        except NatterjackError as exc:  # the lease makes it due again later
-            logger.warning("dlv.schedule_step_failed", item=repr(item), error=exc.message)
+    async def _each(self, fn: Any, items: list[Any]) -> None:
+        """``fn`` over the claimed items, several at once: each is a few round trips to
+        MySQL and Redis, and one after another would let a busy minute fall behind."""
+        limiter = trio.CapacityLimiter(self.schedule.concurrency)
+
+        async def one(item: Any) -> None:
+            async with limiter:
+                try:
+                    await fn(item)
+                except NatterjackError as exc:  # the lease makes it due again later
+                    logger.warning("dlv.schedule_step_failed", item=repr(item), error=exc.message)
+        async with trio.open_nursery() as nursery:
+            for item in items:
+                nursery.start_soon(one, item)
 
     # ---- a chat's look -------------------------------------------------------------------
     async def look(self, check: Check) -> None:
@@ -142,28 +149,31 @@ class Scheduler:
                 await self.store.drop_retry(retry)
                 return
             logger.info("dlv.resend_postponed", chat_id=retry.chat_id, error=exc.message)
-            frames = []
-        if not frames:  # history has not stored them yet (or is away): not an attempt
+            frames = None
+        if not frames:  # history is away or has not stored them all yet: not an attempt
             await self.store.postpone(retry, ids.now_ms() + self.schedule.delay_ms(1))
             return
         await self.outbox.resend(gateway, retry.user_id, retry.device_id, retry.chat_id, frames)
         due = ids.now_ms() + self.schedule.delay_ms(retry.attempts + 1)
         await self.store.next_attempt(retry, gateway, due)
 
-    async def _from_history(self, retry: Retry, cursor: int, needed: int) -> list[dict[str, Any]]:
-        """The device's events in (cursor, needed], as frames, oldest first."""
-        frames: list[dict[str, Any]] = []
-        after = cursor
-        while after < needed and len(frames) < self.schedule.max_resend:
+    async def _from_history(self, retry: Retry, cursor: int, needed: int) -> list[dict[str, Any]] | None:
+        """The device's events in (cursor, needed] as frames, oldest first (at most
+        max_resend); None while history does not hold every one of them yet."""
+        items: list[dict[str, Any]] = []
+        while len(items) < self.schedule.max_resend:
+            after = items[-1]["seq"] if items else cursor
             page = await rpc.call(self.bus, "im.history.page", {
                 "chat_id": retry.chat_id, "user_id": retry.user_id, "after_seq": after,
                 "before_seq": needed + 1, "limit": 100}, timeout=self.schedule.request_timeout)
-            frames.extend(events.page_item_to_frame(item) for item in page["events"]
-                          if not _own(item, retry))
+            items.extend(page["events"])
             if not page["events"] or not page["has_more"]:
                 break
-            after = page["events"][-1]["seq"]
-        return frames
+        seqs = [item["seq"] for item in items]
+        if seqs != list(range(cursor + 1, cursor + 1 + len(seqs))) or \
+                (len(seqs) < self.schedule.max_resend and (not seqs or seqs[-1] < needed)):
+            return None
+        return [events.page_item_to_frame(item) for item in items if not _own(item, retry)]
 
 
 def _own(item: dict[str, Any], retry: Retry) -> bool:
