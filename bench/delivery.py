@@ -9,7 +9,7 @@ until history serves the last one and delivery-retry knows it (its status API li
 device as pending). Then B connects; the figure is the time from the completed WebSocket
 handshake until B holds all N events (dense in seq, in order, duplicates counted) and
 has sent its final cumulative ack (B also acks every 100 events on the way). Baseline,
-same round: B pages the chat from the start over REST (limit 200, the page size of the
+same round: B pages the chat from the start over REST (limit 100, the page size of the
 gateway's catch-up), i.e. the same events read from the same store without the socket,
 the catch-up plan, per-socket ordering and acks.
 
@@ -119,7 +119,7 @@ async def page_through(http: httpx.AsyncClient, token: str, chat: str) -> tuple[
     started = time.perf_counter()
     while True:
         page = (await http.get(f"/api/v1/chats/{chat}/messages", headers=auth,
-                               params={"after_seq": after, "limit": 200})).json()
+                               params={"after_seq": after, "limit": 100})).json()
         count += len(page["events"])
         if not page["events"] or not page["has_more"]:
             return time.perf_counter() - started, count
@@ -159,7 +159,7 @@ def backlog_table(results: list[dict[str, Any]], n: int) -> str:
     return report.table(["measure", "p50 (ms)", "max (ms)", "goal"], [
         [f"drain: handshake → all {n:,} held + final ack", f"{statistics.median(drains):.0f}",
          f"{max(drains):.0f}", "< 1000 " + ("✓" if max(drains) < 1000 else "✗")],
-        ["baseline: REST page-through of the same chat (limit 200)",
+        ["baseline: REST page-through of the same chat (limit 100)",
          f"{statistics.median(pages):.0f}", f"{max(pages):.0f}", ""],
         ["drain / page-through (p50)", f"{statistics.median(drains) / statistics.median(pages):.1f}",
          "", ""],
@@ -171,7 +171,7 @@ nats-server (JetStream, fsync always), a throwaway database and Redis prefix, ev
 loopback. Backlog: per round a fresh pair; B has never connected while A sends; B's timer
 starts when its WebSocket handshake completes and stops after its final cumulative ack is
 written (B acks every 100 events on the way). The baseline pages the same chat over REST
-(limit 200, the page size of the gateway's catch-up): the same events from the same store
+(limit 100, the page size of the gateway's catch-up): the same events from the same store
 without the socket, the catch-up plan, per-socket ordering and acks. Redelivery: senders
 and recipients run in two client processes of their own; a message's content carries its
 send time, a recipient records each event's first arrival. "10 % acks dropped": acks are
