@@ -8,9 +8,10 @@ events by its ``policy``, the way a real client acks what it holds.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -21,6 +22,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websoc
 
 from tests.checker import Device, Recorder
 from tests.e2e.client import User, register_and_login
+from tests.e2e.conftest import running_stack
+from tools.stack import Stack, running_nats
 
 T = TypeVar("T")
 STORED = ("new_message", "message_updated", "chat_updated", "void")
@@ -166,3 +169,15 @@ class Phones:
 
     async def status(self, asker: Phone, message_id: str) -> httpx.Response:
         return await self.http.get(f"/api/v1/messages/{message_id}/status", headers=asker.user.auth)
+
+
+@contextlib.contextmanager
+def phones_on_a_stack(common_env: Any, count: int, **env: str) -> Iterator[tuple[Stack, Phones]]:
+    """The whole product with its own nats-server and ``env`` knobs, and ``count`` phones on it."""
+    with running_nats("nj-phones-nats-") as nats, \
+            running_stack(common_env, nats, NJ_LOG_LEVEL="warning", **env) as stack:
+        pool = Phones(stack.api, stack.ws_url, count).start()
+        try:
+            yield stack, pool
+        finally:
+            pool.stop()

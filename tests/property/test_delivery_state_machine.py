@@ -26,10 +26,9 @@ from hypothesis.stateful import (
 )
 
 from tests.checker import Expectations, Recorder, check, wait_stored
-from tests.e2e.conftest import running_stack
-from tools.stack import Stack, running_nats
+from tools.stack import Stack
 
-from .phones import ACK_ALL, ACK_NOT_MESSAGES, Phone, Phones
+from .phones import ACK_ALL, ACK_NOT_MESSAGES, Phone, Phones, phones_on_a_stack
 
 pytestmark = pytest.mark.e2e
 RESTARTABLE = ["delivery_retry", "history", "router"]
@@ -37,18 +36,10 @@ CONVERGE_S = 20
 
 
 @pytest.fixture(scope="module")
-def stack(common_env) -> Iterator[Stack]:
-    with running_nats("nj-sm-nats-") as nats, running_stack(
-            common_env, nats, NJ_DLV_BACKOFF_S="0.1,0.2,0.4", NJ_DLV_MAX_ATTEMPTS="4",
-            NJ_DLV_SCAN_INTERVAL_MS="20", NJ_LOG_LEVEL="warning") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def phones(stack: Stack) -> Iterator[Phones]:
-    pool = Phones(stack.api, stack.ws_url, 3).start()
-    yield pool
-    pool.stop()
+def world(common_env) -> Iterator[tuple[Stack, Phones]]:
+    with phones_on_a_stack(common_env, 3, NJ_DLV_BACKOFF_S="0.1,0.2,0.4", NJ_DLV_MAX_ATTEMPTS="4",
+                           NJ_DLV_SCAN_INTERVAL_MS="20") as both:
+        yield both
 
 
 class DeliveryMachine(RuleBasedStateMachine):
@@ -134,7 +125,8 @@ class DeliveryMachine(RuleBasedStateMachine):
             phone.recorder = None
 
 
-def test_delivery_state_machine(stack: Stack, phones: Phones, mysql_config: object) -> None:
+def test_delivery_state_machine(world: tuple[Stack, Phones], mysql_config: object) -> None:
+    stack, phones = world
     run_state_machine_as_test(
         lambda: DeliveryMachine(stack, phones, mysql_config),
         # A real system does not replay a failure step for step: report it as found.

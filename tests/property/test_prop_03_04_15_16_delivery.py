@@ -16,10 +16,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import running_stack
-from tools.stack import Stack, running_nats
-
-from .phones import ACK_ALL, ACK_NOT_MESSAGES, Phone, Phones
+from .phones import ACK_ALL, ACK_NOT_MESSAGES, Phone, Phones, phones_on_a_stack
 
 ATTEMPTS = 3
 EXAMPLES = settings(max_examples=100, deadline=None,
@@ -29,18 +26,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack(common_env) -> Iterator[Stack]:
-    with running_nats("nj-prop-nats-") as nats, running_stack(common_env, nats, NJ_DLV_BACKOFF_S="0.05,0.05,0.1",
-                       NJ_DLV_MAX_ATTEMPTS=str(ATTEMPTS), NJ_DLV_SCAN_INTERVAL_MS="10",
-                       NJ_LOG_LEVEL="warning") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def phones(stack: Stack) -> Iterator[Phones]:
-    pool = Phones(stack.api, stack.ws_url, 8).start()
-    yield pool
-    pool.stop()
+def phones(common_env) -> Iterator[Phones]:
+    with phones_on_a_stack(common_env, 8, NJ_DLV_BACKOFF_S="0.05,0.05,0.1",
+                           NJ_DLV_MAX_ATTEMPTS=str(ATTEMPTS), NJ_DLV_SCAN_INTERVAL_MS="10") as (_, pool):
+        yield pool
 
 
 def pick(data: st.DataObject, pool: Phones, count: int) -> tuple[Phone, list[Phone]]:
