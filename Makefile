@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -e '.[dev]'
 	touch $@
 
+.PHONY: browser-deps
+browser-deps: ## install Debian's chromium for tests/browser (quick when already there)
+	@test -x /usr/bin/chromium || { apt="env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	  [ "$$(id -u)" = 0 ] || apt="sudo $$apt"; \
+	  $$apt install -y -q chromium || { $$apt update -q && $$apt install -y -q chromium; }; }
+
 up: venv ## start MySQL/Redis (if needed), our NATS and the five services; wait until ready
 	$(PY) -m tools.devstack up
 

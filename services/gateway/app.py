@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import trio
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from libs import ids, log
 from libs.bus import Bus
@@ -24,6 +29,9 @@ from .ws import WebSocketEdge
 logger = log.get("gateway")
 ANNOUNCE_SUBJECT = "im.gw.announce"
 ANNOUNCE_EVERY_S = 5.0
+STATIC_DIR = Path(__file__).parent / "static"
+DEMO_CSP = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 
 async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
@@ -41,6 +49,7 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
         runtime.app.router.routes.extend(RestApi(
             runtime.bus, keys, config.common.request_timeout,
             lambda user_id: directory.url_for(user_id, trio.current_time(), ws_url), presence).routes())
+        runtime.app.router.routes.extend(demo_routes())
         runtime.app.state.gateway_id, runtime.app.state.ws_url = gateway_id, ws_url
         await _fetch_keys(keys)
         await nursery.start(_serve_deliveries, runtime.bus, gateway_id, hub)
@@ -58,6 +67,14 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
         return drain
 
     await run_service(config.common, start, uses_db=False, task_status=task_status)
+
+
+def demo_routes() -> list[BaseRoute]:
+    """The browser demo: ``/`` and ``/static/*`` only, so no API or ops path is shadowed."""
+    async def index(_: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": DEMO_CSP})
+    return [Route("/", index, methods=["GET", "HEAD"]),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
 
 
 async def _announce(bus: Bus, gateway_id: str, ws_url: str) -> None:
