@@ -6,6 +6,8 @@ Playwright only drives the system Chromium (``executable_path``); it never downl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -44,6 +46,17 @@ def _install_chromium() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _plain_asyncio() -> Iterator[None]:
+    """Playwright's sync API runs its own asyncio loop; trio-asyncio (used by other tests in
+    this process) replaces the loop policy with one whose loops cannot host it."""
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(None)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip(
@@ -51,7 +64,7 @@ def browser() -> Iterator[Any]:
     reason = _install_chromium()
     if reason:
         pytest.skip(reason)
-    with sync_api.sync_playwright() as playwright:
+    with _plain_asyncio(), sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
             yield chromium
