@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from .keys import KeyRing
 from .storage import Presence
 
 MAX_BODY_BYTES = 1024 * 1024
+ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -130,6 +132,8 @@ class RestApi:
 
     async def user_presence(self, request: Request) -> Response:
         await self._claims(request)
+        if not ID_RE.fullmatch(request.path_params["user_id"]):
+            raise BadFrame("user_id must be an id string", details={"path": "$.user_id"})
         if self.presence is None:
             raise Unavailable("presence is unavailable")
         try:
@@ -227,6 +231,8 @@ class RestApi:
 
 def _int_param(value: str, name: str) -> int:
     try:
-        return int(value)
+        if not -(1 << 63) <= (number := int(value)) < 1 << 63:  # orjson carries 64-bit integers only
+            raise ValueError(value)
+        return number
     except ValueError:
         raise BadFrame(f"{name} must be an integer", details={"path": f"$.{name}"}) from None
