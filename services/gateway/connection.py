@@ -45,6 +45,7 @@ class Connection:
     nursery: trio.Nursery | None = None  # the connection's own, for its background tasks
     typing: dict[str, trio.CancelScope] = field(default_factory=dict)
     watching: set[str] = field(default_factory=set)  # chats with a gap watcher running
+    synced: set[str] = field(default_factory=set)  # chats caught up since connect (sync_done sent)
     on_gap: Callable[[Connection, str], None] | None = None
 
     def __post_init__(self) -> None:

@@ -177,6 +177,8 @@ class FrameHandlers:
         behind = [chat for chat in plan["chats"] if chat["last_seq"] > chat["after_seq"]]
         for chat in plan["chats"]:
             conn.order(chat["chat_id"]).start_at(chat["after_seq"])
+            if chat["last_seq"] <= chat["after_seq"]:
+                conn.synced.add(chat["chat_id"])  # nothing to catch up: live already
         for chat in behind:
             conn.order(chat["chat_id"]).catching_up = True
         conn.release_held_all()
@@ -203,6 +205,9 @@ class FrameHandlers:
             except NatterjackError:
                 continue
             for chat in plan["chats"]:
+                if chat["chat_id"] not in conn.synced:  # unknown to the first plan: same treatment
+                    await self.catch_up_chat(conn, chat["chat_id"], chat["after_seq"], chat["last_seq"])
+                    continue
                 order = conn.order(chat["chat_id"])
                 if chat["last_seq"] > order.delivered and not order.catching_up:
                     await self._fetch_gap(conn, chat["chat_id"], max(order.delivered, chat["after_seq"]),
@@ -221,6 +226,7 @@ class FrameHandlers:
             for text in order.finish_catch_up():
                 conn.send_text(text)
             conn.watch(chat_id)
+        conn.synced.add(chat_id)
         conn.send_frame({"type": "sync_done", "chat_id": chat_id, "last_seq": order.delivered})
 
     def start_gap_watch(self, conn: Connection, chat_id: str) -> None:

@@ -132,6 +132,9 @@ async def test_the_schedule_survives_a_killed_delivery_retry(stack):
             await trio.sleep(0.3)
             ack = await _send_text(wa, chat, "still there?")
             await next_frame(wb, "new_message")
+            # Projected (the status API knows it) and so scheduled: what the kill must not lose.
+            # (A batch killed before its commit comes back after the consumer's ack_wait.)
+            await _status_of(http, a, ack["message_id"], b, "pending")
             await trio.to_thread.run_sync(lambda: stack.stop("delivery_retry", kill=True))
             await trio.to_thread.run_sync(stack.start, "delivery_retry")
             await trio.to_thread.run_sync(stack.wait_ready, "delivery_retry")
