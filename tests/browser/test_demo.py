@@ -79,6 +79,30 @@ def test_two_people_chat_live(stack, browser, artifacts):
         bob.context.close()
 
 
+def test_pages_reconnect_after_a_gateway_restart(stack, browser):
+    """Last in the module: it restarts the gateway. A message written while the gateway is
+    down waits in the page's outbox, goes out on reconnect and is read on the other side."""
+    from playwright.sync_api import expect
+
+    ann, bob = Person(browser, stack.api, "ann"), Person(browser, stack.api, "bob")
+    try:
+        ann.register(expect)
+        bob.register(expect)
+        _direct_chat(ann, bob, expect)
+        stack.stop("gateway")
+        expect(ann.page.get_by_role("status")).not_to_have_text("online")
+        ann.say("written while offline")
+        expect(ann.page.locator("#messages li.own")).to_have_attribute("data-status", "pending")
+        stack.start("gateway")
+        stack.wait_ready("gateway")
+        expect(bob.page.locator("#messages li.other .text")).to_have_text("written while offline")
+        expect(ann.page.locator("#messages li.own")).to_have_attribute("data-status", "read")
+        expect(ann.page.get_by_role("status")).to_have_text("online")
+    finally:
+        ann.context.close()
+        bob.context.close()
+
+
 def _direct_chat(ann: Person, bob: Person, expect: Any) -> None:
     """Ann starts a direct chat with Bob's id; it shows up on Bob's side live, and he opens it."""
     ann.page.get_by_label("Member user ids").fill(bob.user_id)

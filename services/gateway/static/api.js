@@ -30,6 +30,8 @@ export class Session {
   constructor() {
     this.deviceId = newDeviceId();
     this.auth = null; // the login answer: user_id, access_token, refresh_token, ws_url, ...
+    this.expiresAt = 0;
+    this.refreshing = null;
   }
 
   get userId() { return this.auth && this.auth.user_id; }
@@ -47,15 +49,21 @@ export class Session {
     return this.auth;
   }
 
-  async refresh() {
-    this.keep(await request("POST", "/api/v1/auth/refresh",
-      { refresh_token: this.auth.refresh_token }));
-    return this.auth;
+  // One refresh at a time: a refresh token works once, and reusing it ends the session.
+  refresh() {
+    if (!this.refreshing) {
+      this.refreshing = request("POST", "/api/v1/auth/refresh",
+        { refresh_token: this.auth.refresh_token })
+        .then((answer) => this.keep(answer))
+        .finally(() => { this.refreshing = null; });
+    }
+    return this.refreshing;
   }
 
   keep(answer) {
     this.auth = answer;
     this.expiresAt = Date.now() + (answer.expires_in || 0) * 1000;
+    return answer;
   }
 
   // Refresh first when the access token is (nearly) expired, e.g. before a reconnect.

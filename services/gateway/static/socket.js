@@ -39,12 +39,13 @@ export class Socket {
     this.onState("connecting");
     const ws = new WebSocket(url);
     this.ws = ws;
-    ws.addEventListener("open", () => this.opened());
+    ws.addEventListener("open", () => this.opened(ws));
     ws.addEventListener("message", (event) => this.received(event.data));
     ws.addEventListener("close", (event) => this.closed(ws, event.code));
   }
 
-  opened() {
+  opened(ws) {
+    ws.wasOpen = true;
     this.delay = 500;
     this.onState("online");
     for (const frame of this.outbox.values()) this.rawSend(frame);
@@ -61,9 +62,8 @@ export class Socket {
     if (ws !== this.ws || this.stopped) return;
     this.onState("offline");
     if (code === CLOSE_SESSION_ENDED) { this.onSessionEnded(); return; }
-    if (code === CLOSE_TOKEN_EXPIRED) {
-      this.session.expiresAt = 0; // connect() refreshes first
-    }
+    // A rejected handshake (no socket: maybe a stale token) or 4402: refresh before retrying.
+    if (code === CLOSE_TOKEN_EXPIRED || !ws.wasOpen) this.session.expiresAt = 0;
     const wait = this.delay * (0.5 + Math.random() / 2);
     this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
     this.timer = setTimeout(() => this.connect(), wait);
