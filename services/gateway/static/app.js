@@ -157,11 +157,16 @@ function chatEvent(frame) {
   if (ack) state.socket.send(ack);
   if (!fresh) return;
   if (frame.type === "chat_updated" || !state.chats.known(frame.chat_id)) loadChats();
-  if (frame.type === "new_message") setTyping(frame.chat_id, frame.sender_id, false);
-  if (frame.chat_id === state.openId) { drawChat(); markRead(); return; }
-  if (frame.type === "new_message" && frame.sender_id !== me()) {
+  if (frame.type === "new_message") newMessage(frame);
+  if (frame.chat_id === state.openId) { drawChat(); markRead(); }
+  drawChats();
+}
+
+function newMessage(frame) {
+  setTyping(frame.chat_id, frame.sender_id, false);
+  state.order = [frame.chat_id, ...state.order.filter((id) => id !== frame.chat_id)];
+  if (frame.chat_id !== state.openId && frame.sender_id !== me()) {
     state.chats.get(frame.chat_id).unread += 1;
-    drawChats();
   }
 }
 
