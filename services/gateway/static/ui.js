@@ -1,4 +1,4 @@
-// DOM helpers. User content only ever reaches the page as text (textContent), never as HTML.
+// Building the page. User content only ever reaches the page as text (textContent), never as HTML.
 
 export function $(id) { return document.getElementById(id); }
 
