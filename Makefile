@@ -5,19 +5,22 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-LINT_PATHS := libs services tools bench
+LINT_PATHS := libs services tools bench clients/python/natterjack_client
+CLIENT := clients/python
 
 .PHONY: help venv up down status logs test lint bench bench-bus bench-delivery clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-venv: $(STAMP) ## create .venv and install the project with its dev tools
+venv: $(STAMP) ## create .venv and install the project, its dev tools and the Python client (natterjack CLI)
 
-# Reinstalled only when pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml
+# Reinstalled only when either pyproject.toml is newer than the stamp. The client goes in
+# second: its `natterjack` entry point is the one that stays on .venv/bin.
+$(STAMP): pyproject.toml $(CLIENT)/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -e '.[dev]'
+	$(VENV)/bin/pip install -e $(CLIENT)
 	touch $@
 
 .PHONY: browser-deps
