@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import fastjsonschema
 import httpx
 import orjson
 import trio
 from trio_websocket import WebSocketConnection
+
+from libs import contracts
 
 
 @dataclass
@@ -49,6 +52,18 @@ async def next_frame(ws: WebSocketConnection, *types: str, timeout: float = 10) 
     """The next frame of one of ``types`` (others are skipped)."""
     with trio.fail_after(timeout):
         while True:
-            frame = orjson.loads(await ws.get_message())
+            frame = validate_frame(orjson.loads(await ws.get_message()))
             if not types or frame["type"] in types:
                 return frame
+
+
+def validate_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    """``frame`` after checking it against proto/schemas/ws/server/<type>.json (AssertionError if not)."""
+    kind = frame.get("type")
+    path = contracts.proto_dir() / "schemas" / "ws" / "server" / f"{kind}.json"
+    assert isinstance(kind, str) and path.is_file(), f"server frame of unknown type: {frame}"
+    try:
+        contracts.validator(f"schemas/ws/server/{kind}.json")(frame)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise AssertionError(f"{kind} frame breaks its schema: {exc.message}: {frame}") from None
+    return frame

@@ -21,7 +21,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
 
 from tests.checker import Device, Recorder
-from tests.e2e.client import User, register_and_login
+from tests.e2e.client import User, register_and_login, validate_frame
 from tests.e2e.conftest import running_stack
 from tools.stack import Stack, running_nats
 
@@ -66,7 +66,7 @@ class Phone:
             ws = self.ws
             try:
                 while True:
-                    frame = orjson.loads(await ws.get_message())
+                    frame = validate_frame(orjson.loads(await ws.get_message()))
                     self.frames.append(frame)
                     if self.recorder is not None:
                         self.recorder.observe(self.device, frame)
