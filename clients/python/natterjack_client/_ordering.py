@@ -102,9 +102,9 @@ class AckCoalescer:
     def handed(self, chat_id: str, seq: int) -> None:
         self._position[chat_id] = max(seq, self._position.get(chat_id, 0))
 
-    def due(self, now: float) -> list[tuple[str, int]]:
+    def due(self, now: float, force: bool = False) -> list[tuple[str, int]]:
         """The acks to send now (and remembered as sent); empty until the interval passed."""
-        if self._last_flush is not None and now - self._last_flush < self.interval_s:
+        if not force and self._last_flush is not None and now - self._last_flush < self.interval_s:
             return []
         acks = [(c, s) for c, s in self._position.items() if s > self._sent.get(c, 0)]
         if acks:

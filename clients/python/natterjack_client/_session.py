@@ -84,6 +84,8 @@ class Session:
                 with trio.fail_after(self.options.first_connect_timeout_s):
                     await self._socket.wait_connected()
                 yield self
+                with trio.move_on_after(2):
+                    await self.flush_acks()  # what was handed out is acked before leaving
             except trio.TooSlowError:
                 body_error = self._failure or Unavailable("could not connect to the WebSocket")
             except BaseException as exc:  # re-raised below, outside the nursery: no exception group
@@ -137,6 +139,13 @@ class Session:
         if held is not None and held > 0:
             self.acks.handed(chat_id, min(seq, held))
             self.ack_wanted.set()
+
+    async def flush_acks(self) -> None:
+        """Send the pending acks now instead of at the end of the coalescing interval."""
+        for chat_id, seq in self.acks.due(trio.current_time(), force=True):
+            if not await self.write({"type": "ack", "chat_id": chat_id, "seq": seq}):
+                self.acks.resend_all()  # no socket: the next one sends them
+                return
 
     # client frames
 
