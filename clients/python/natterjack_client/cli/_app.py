@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return OK  # ^C is how `tail` ends
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one line and a code
-        return _report(exc)
+        return _report(exc, args.command)
     return OK
 
 
@@ -98,11 +98,10 @@ async def _run(command: Command, args: argparse.Namespace) -> None:
     await command(Context(args), args)
 
 
-def _report(exc: BaseException) -> int:
+def _report(exc: BaseException, command: str) -> int:
     error = _single(exc)
-    code = _exit_code(error)
-    print(f"natterjack: {_message(error)}", file=sys.stderr)
-    return code
+    print(f"natterjack: {_message(error, command)}", file=sys.stderr)
+    return _exit_code(error)
 
 
 def _exit_code(error: BaseException) -> int:
@@ -115,8 +114,8 @@ def _exit_code(error: BaseException) -> int:
     return API_ERROR if isinstance(error, NatterjackClientError) else USAGE
 
 
-def _message(error: BaseException) -> str:
-    if isinstance(error, LoginRequired):
+def _message(error: BaseException, command: str) -> str:
+    if isinstance(error, LoginRequired) and command not in ("login", "register"):
         return f"{error.message} (code {error.code}): run `natterjack login <username>`"
     if isinstance(error, NatterjackClientError | UsageError):
         return str(error)

@@ -78,5 +78,5 @@ async def run_presence(context: Context, args: argparse.Namespace) -> None:
 
 def show_chat(context: Context, chat: Chat) -> None:
     members = ", ".join(f"{m.user_id} ({m.role})" for m in chat.members)
-    context.out.emit(chat.raw, f"{chat.chat_id} {chat.type} {chat.name or ''} last_seq {chat.last_seq}"
+    context.out.emit(chat.raw, f"{chat.chat_id} {chat.type} {chat.name or '-'} last_seq {chat.last_seq}"
                                f"\nmembers: {members}")
