@@ -62,9 +62,9 @@ class SocketLoop:
             if code in (CLOSE_TOKEN_EXPIRED, REJECTED_401):
                 if code == REJECTED_401 and refreshed:
                     raise LoginRequired("the server refused the refreshed token: log in again")
-                await self._refresh()
-                refreshed = code == REJECTED_401
-                continue
+                if await self._refreshed():
+                    refreshed = code == REJECTED_401
+                    continue
             refreshed = False
             if code == CLOSE_SESSION_ENDED:
                 raise LoginRequired("the session was ended (logout or revoked): log in again",
@@ -74,9 +74,14 @@ class SocketLoop:
             await trio.sleep(policy.delay(attempt))
             attempt += 1
 
-    async def _refresh(self) -> None:
+    async def _refreshed(self) -> bool:
+        """A new token pair; False when auth is unreachable for now (back off, try again)."""
         credentials = self.session.client.credentials
-        await self.session.client.refresh(credentials.access_token if credentials else None)
+        try:
+            await self.session.client.refresh(credentials.access_token if credentials else None)
+        except Unavailable:
+            return False
+        return True
 
     async def _one_socket(self) -> int | None:
         """The close code of one socket; None when none opened (network, timeout, 5xx)."""
