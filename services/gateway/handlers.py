@@ -74,18 +74,18 @@ class Hub:
     def resend(self, targets: list[dict[str, Any]], chat_id: str, frames: list[dict[str, Any]]) -> None:
         """delivery-retry's redelivery of a device's unacked range, in seq order: what this
         socket was already sent is written again (the client did not ack it, so it may have
-        been lost on the way); the rest joins the chat's order like a live event."""
+        been lost on the way); the rest joins the chat's order like a live event (held
+        while a catch-up runs). Before the connect-time plan is known nothing counts as
+        sent yet, so everything goes the live way."""
         metrics.REDELIVERED.inc(len(frames))
         texts = [(frame["seq"], orjson.dumps(frame).decode()) for frame in frames]
         for target in targets:
             for conn in self.by_user.get(target["user_id"], ()):
                 if target.get("device_id", conn.device_id) != conn.device_id:
                     continue
-                order = conn.order(chat_id)
-                if conn.catching_up_all or order.catching_up:
-                    continue  # the running catch-up sends everything above the cursor anyway
+                sent_up_to = 0 if conn.catching_up_all else conn.order(chat_id).delivered
                 for seq, text in texts:
-                    if seq <= order.delivered:
+                    if seq <= sent_up_to:
                         conn.send_text(text)
                     else:
                         conn.deliver(chat_id, seq, text)
