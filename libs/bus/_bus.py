@@ -33,6 +33,7 @@ from ._message import Message
 logger = log.get("bus")
 
 Outgoing = tuple[str, bytes, str, "dict[str, str] | None"]
+CONTENT_TYPE, JSON = "Content-Type", "application/json"
 
 
 class BusTimeout(Unavailable):
@@ -89,10 +90,16 @@ class Bus:
     # ---- outbound ---------------------------------------------------------------------
     def publish_nowait(self, subject: str, data: bytes, *, reply: str = "",
                        headers: dict[str, str] | None = None) -> None:
-        """Queue a core publish; never blocks (use :meth:`publish` for backpressure)."""
+        """Queue a core publish; never blocks (use :meth:`publish` for backpressure).
+
+        Adds the current trace id and, to JSON objects, ``Content-Type: application/json``
+        unless ``headers`` has them (JetStream acks such as ``+ACK`` are not JSON).
+        """
         trace = log.current_trace()
         if trace and (headers is None or log.TRACE_HEADER not in headers):
             headers = {**(headers or {}), log.TRACE_HEADER: trace}
+        if data[:1] == b"{" and (headers is None or CONTENT_TYPE not in headers):
+            headers = {**(headers or {}), CONTENT_TYPE: JSON}
         self._outbox.append((subject, data, reply, headers))
         if not self._wake.is_set():
             self._wake.set()

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from libs import ids, rpc
+from libs import ids, log, rpc
 from libs.bus import Bus
 from libs.cache import CacheUnavailable
 from libs.errors import NatterjackError, Unauthenticated, Unavailable
@@ -67,6 +67,7 @@ class RestApi:
 
     def _wrap(self, endpoint: Endpoint) -> Endpoint:
         async def run(request: Request) -> Response:
+            log.bind_trace(request.headers.get(log.TRACE_HEADER))  # carried by the bus requests below
             try:
                 return await endpoint(request)
             except NatterjackError as exc:
