@@ -30,8 +30,10 @@ def running_stack(common_env, nats: NatsServer, **extra: str) -> Iterator[Stack]
     """The five services against ``nats``; ``extra`` env on top (a module's own knobs)."""
     log_dir = Path(tempfile.mkdtemp(prefix="nj-e2e-"))
     # A loaded CI machine can leave history seconds behind: let catch-up wait for it.
+    # Most test clients never ack: resends start late unless a module asks for its own backoff.
     env = common_env("e2e", **{"NJ_NATS_URL": nats.url, "NJ_LOG_LEVEL": "info",
-                               "NJ_GATEWAY_CATCH_UP_WAIT_S": "15", "NJ_PRESENCE_TTL_S": "3", **extra})
+                               "NJ_GATEWAY_CATCH_UP_WAIT_S": "15", "NJ_PRESENCE_TTL_S": "3",
+                               "NJ_DLV_BACKOFF_S": "5,10,20", **extra})
     env.pop("NJ_E2E_HTTP_PORT")
     running = build_stack(env, log_dir)
     try:
