@@ -42,6 +42,15 @@ def frame_id(text: str | bytes) -> str | None:
     return value if isinstance(value, str) and len(value) <= 128 else None
 
 
+def header(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
+    """A request header's value (names compare case-insensitively), or None."""
+    wanted = name.lower().encode("latin-1")
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value.decode("latin-1")
+    return None
+
+
 def token_from(path: str, headers: list[tuple[bytes, bytes]]) -> str | None:
     """The access token from ``Authorization: Bearer`` or, for browsers, ``?token=``."""
     for name, value in headers:

@@ -60,6 +60,8 @@ class WebSocketEdge:
         return claims
 
     async def handle(self, request: WebSocketRequest) -> None:
+        # One trace for the connection (handshake check, catch-up); each frame gets its own.
+        log.bind_trace(domain.header(list(request.headers), log.TRACE_HEADER))
         try:
             claims = await self.authenticate(request)
         except NatterjackError as exc:
@@ -167,6 +169,7 @@ class WebSocketEdge:
     async def _one_frame(self, conn: Connection, text: str | bytes, limiter: trio.CapacityLimiter,
                          token: object) -> None:
         frame: dict[str, Any] = {}
+        log.bind_trace(None)
         try:
             frame = domain.parse_frame(text, self.config.max_frame_bytes)
             if frame["type"] == "auth":

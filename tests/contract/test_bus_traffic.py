@@ -74,6 +74,5 @@ def test_http_requests_and_what_follows_carry_a_trace_id(seen: list[Message]) ->
     assert not _untraced(seen, FROM_HTTP + ("im.msg.", "im.auth.users.exist"))
 
 
-@pytest.mark.xfail(strict=True, reason="the gateway binds no trace id to WebSocket frames yet")
 def test_websocket_frames_and_what_follows_carry_a_trace_id(seen: list[Message]) -> None:
     assert not _untraced(seen, FROM_WS)
