@@ -69,7 +69,7 @@ class WebSocketEdge:
             await request.reject(status, body=f'{{"error":{{"code":{exc.code},"message":"{exc.message}"}}}}'.encode())
             return
         ws = await request.accept()
-        conn = Connection(ws, claims, self.config.send_queue, on_gap=self.frames.start_gap_watch)
+        conn = Connection(ws, claims, self.config.send_queue, on_gap=self.frames.catch_up.start_gap_watch)
         try:
             await self.run_connection(conn)
         except Exception:  # one broken connection must never take the server down
@@ -83,7 +83,7 @@ class WebSocketEdge:
             async with trio.open_nursery() as nursery:
                 conn.nursery = nursery
                 nursery.start_soon(conn.writer)
-                nursery.start_soon(self.frames.catch_up, conn)
+                nursery.start_soon(self.frames.catch_up.on_connect, conn)
                 nursery.start_soon(self._reader, conn)
                 nursery.start_soon(self._expire, conn)
                 nursery.start_soon(self._keepalive, conn)

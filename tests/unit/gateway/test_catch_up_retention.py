@@ -47,7 +47,7 @@ async def _catch_up(bus: HistoryBus, after_seq: int, last_seq: int) -> list[dict
     conn = Connection(ws=None, claims=Claims("u1", "d1", "s1", 2**40), queue_size=64)  # type: ignore[arg-type]
     handlers = FrameHandlers(config.load({}), bus)  # type: ignore[arg-type]
     conn.release_held_all()
-    await handlers.catch_up_chat(conn, "c1", after_seq, last_seq)
+    await handlers.catch_up.catch_up_chat(conn, "c1", after_seq, last_seq)
     frames = []
     while True:
         try:
