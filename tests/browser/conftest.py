@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from libs.natsd import NatsServer
-from tests.e2e.conftest import running_stack
-from tools.stack import Stack, running_nats
+# The whole product per module, as the end-to-end tests run it.
+from tests.e2e.conftest import stack, stack_nats  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")  # fixed location of Debian's chromium package
@@ -70,18 +69,6 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
-
-
-@pytest.fixture(scope="module")
-def stack_nats() -> Iterator[NatsServer]:
-    with running_nats("nj-browser-nats-") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(common_env, stack_nats: NatsServer) -> Iterator[Stack]:
-    with running_stack(common_env, stack_nats) as running:
-        yield running
 
 
 @pytest.fixture
