@@ -5,6 +5,8 @@
 Starts its own nats-server (JetStream, sync_interval: always) on a free port. Each
 figure is measured for both sides back to back; the ratio is what matters on a noisy
 machine. Core publish counts messages received by a subscriber in the same process.
+Both sides publish what the services publish: a JSON object with a trace id and
+``Content-Type`` header (the trio bus adds them itself; raw nats-py is handed them).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from pathlib import Path
 import nats
 import trio
 
+from libs import log
 from libs.bus import js_publish, open_bus
 from libs.natsd import start_nats
 
 from . import report
 
-PAYLOAD = b"x" * 200
+PAYLOAD = b"{\"x\":\"" + b"x" * 192 + b"\"}"
+TRACE = "bench0000000000000000000000"
+HEADERS = {log.TRACE_HEADER: TRACE, "Content-Type": "application/json"}
 
 
 async def raw_side(url: str, n_pub: int, n_req: int, n_js: int, stream: str) -> dict[str, float]:
@@ -42,7 +47,7 @@ async def raw_side(url: str, n_pub: int, n_req: int, n_js: int, stream: str) -> 
     await nc.subscribe("bench.raw.flood", cb=count)
     start = time.perf_counter()
     for _ in range(n_pub):
-        await nc.publish("bench.raw.flood", PAYLOAD)
+        await nc.publish("bench.raw.flood", PAYLOAD, headers=HEADERS)
     while got < n_pub and time.perf_counter() - start < 60:  # noqa: ASYNC110 - polling a counter
         await asyncio.sleep(0.001)
     results["core publish (msg/s)"] = got / (time.perf_counter() - start)
@@ -74,6 +79,7 @@ async def trio_side(url: str, n_pub: int, n_req: int, n_js: int, stream: str) ->
             async for msg in echo:
                 bus.publish_nowait(msg.reply, b"ok")
         nursery.start_soon(serve_echo)
+        log.bind_trace(TRACE)
         start = time.perf_counter()
         for _ in range(n_pub):
             await bus.publish("bench.trio.flood", PAYLOAD)

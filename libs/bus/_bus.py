@@ -95,12 +95,7 @@ class Bus:
         Adds the current trace id and, to JSON objects, ``Content-Type: application/json``
         unless ``headers`` has them (JetStream acks such as ``+ACK`` are not JSON).
         """
-        trace = log.current_trace()
-        if trace and (headers is None or log.TRACE_HEADER not in headers):
-            headers = {**(headers or {}), log.TRACE_HEADER: trace}
-        if data[:1] == b"{" and (headers is None or CONTENT_TYPE not in headers):
-            headers = {**(headers or {}), CONTENT_TYPE: JSON}
-        self._outbox.append((subject, data, reply, headers))
+        self._outbox.append((subject, data, reply, _with_defaults(headers, data)))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -201,3 +196,17 @@ class Bus:
                             pending_msgs_limit=1_000_000)
         task_status.started()
         await trio_asyncio.aio_as_trio(self._pump, loop=self.loop)()
+
+
+def _with_defaults(headers: dict[str, str] | None, data: bytes) -> dict[str, str] | None:
+    """``headers`` plus the trace id and, for a JSON object, its content type (one dict)."""
+    trace = log.current_trace()
+    is_json = data[:1] == b"{"
+    if not trace and not is_json:
+        return headers
+    out = dict(headers) if headers else {}
+    if trace:
+        out.setdefault(log.TRACE_HEADER, trace)
+    if is_json:
+        out.setdefault(CONTENT_TYPE, JSON)
+    return out
