@@ -18,7 +18,7 @@ from . import domain
 from .ack_writer import AckWriter
 from .domain import Ack, AckOutcome, DeviceQuery
 from .errors import NotMember, UnknownChat
-from .status_reader import StatusReader
+from .status_reader import PROJECTION_WAIT_ROUNDS, PROJECTION_WAIT_S, StatusReader
 from .storage import DeviceChat, Storage
 
 QUEUE = "delivery-retry"
@@ -27,9 +27,6 @@ SYNC = "im.dlv.sync"
 CURSOR = "im.dlv.cursor"
 STATUS = "im.dlv.status"
 
-
-PROJECTION_WAIT_S = 0.05
-PROJECTION_WAIT_ROUNDS = 20  # up to 1 s
 
 
 class Handlers:

@@ -23,8 +23,10 @@ from .retries import EventRef
 from .schedule_storage import DeliveryFacts, ScheduleStorage
 
 logger = log.get("delivery_retry.status")
+# Devices get events (and senders their message_ack) before this service has projected
+# them: a request naming one waits this long for the projection before it is refused.
 PROJECTION_WAIT_S = 0.05
-PROJECTION_WAIT_ROUNDS = 20  # a message acked to its sender may not be projected yet
+PROJECTION_WAIT_ROUNDS = 20  # up to 1 s
 
 
 class StatusReader:

@@ -88,7 +88,7 @@ class Storage:
         members = [(c, u, int(active), seq) for c, u, active, seq in projection.member_rows()]
         rows = sorted(event.row() for event in events)
         due = now_ms + self.check_delay_ms
-        checks = sorted((c, s, s, due) for c, s in domain.project(events).chat_rows())
+        checks = [(c, s, s, due) for c, s in projection.chat_rows()] if events else []
 
         def run(cur: Any) -> None:
             for sql, values in ((UPSERT_CHAT, chats), (UPSERT_MEMBER, members),
