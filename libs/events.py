@@ -41,4 +41,4 @@ def to_page_item(event: dict[str, Any]) -> dict[str, Any]:
 
 def page_item_to_frame(item: dict[str, Any]) -> dict[str, Any]:
     """History page items name the stored event kind in ``type``; frames name the frame."""
-    return to_frame({**{k: v for k, v in item.items() if k != "type"}, "event": item["type"]})
+    return {**item, "type": FRAME_TYPE[item["type"]]}

@@ -84,7 +84,7 @@ class Connection:
 
     def write_in_order(self, chat_id: str, seq: int, text: str) -> None:
         order = self.order(chat_id)
-        for item in order.offer(seq, text, trio.current_time()):
+        for item in order.offer(seq, text):
             self.send_text(item)
         self.watch(chat_id)
 

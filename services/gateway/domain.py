@@ -77,14 +77,13 @@ class ChatOrder:
     known: bool = False
     catching_up: bool = False
     held: dict[int, Any] = field(default_factory=dict)
-    waiting_since: float | None = None
 
     def start_at(self, seq: int) -> None:
         """The socket holds everything up to ``seq`` (from the device's cursor)."""
         self.delivered = max(self.delivered, seq)
         self.known = True
 
-    def offer(self, seq: int, item: Any, now: float) -> list[Any]:
+    def offer(self, seq: int, item: Any) -> list[Any]:
         """Items to write now for an event (live or fetched); others wait or are repeats."""
         if (self.known and seq <= self.delivered) or seq in self.held:
             return []
@@ -92,7 +91,6 @@ class ChatOrder:
             self.known = True  # a chat's first event: nothing can come before it
         if self.catching_up or not self.known or seq != self.delivered + 1:
             self.held[seq] = item
-            self.waiting_since = self.waiting_since if self.waiting_since is not None else now
             return []
         self.delivered = seq
         return [item, *self._drain()]
@@ -102,8 +100,6 @@ class ChatOrder:
         while self.delivered + 1 in self.held:
             self.delivered += 1
             out.append(self.held.pop(self.delivered))
-        if not self.held:
-            self.waiting_since = None
         return out
 
     @property

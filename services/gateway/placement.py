@@ -31,9 +31,6 @@ class Directory:
     def saw(self, gateway_id: str, ws_url: str, now: float) -> None:
         self._seen[gateway_id] = (ws_url, now)
 
-    def forget(self, gateway_id: str) -> None:
-        self._seen.pop(gateway_id, None)
-
     def live(self, now: float) -> dict[str, str]:
         return {gw: url for gw, (url, at) in self._seen.items() if now - at <= self.ttl_s}
 

@@ -65,8 +65,8 @@ class WebSocketEdge:
         try:
             claims = await self.authenticate(request)
         except NatterjackError as exc:
-            status = 503 if not self.accepting else 401
-            await request.reject(status, body=f'{{"error":{{"code":{exc.code},"message":"{exc.message}"}}}}'.encode())
+            status = exc.http_status if self.accepting else 503
+            await request.reject(status, body=orjson.dumps({"error": exc.to_body()}))
             return
         ws = await request.accept()
         conn = Connection(ws, claims, self.config.send_queue, on_gap=self.frames.catch_up.start_gap_watch)

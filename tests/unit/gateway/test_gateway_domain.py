@@ -43,14 +43,14 @@ def test_catch_up_and_live_events_reach_the_socket_once_each_in_order(stored, li
     order.catching_up = True
     written = []
     for seq in live[:split]:
-        written += order.offer(seq, seq, now=0.0)
+        written += order.offer(seq, seq)
     for seq in range(after + 1, stored + 1):  # catch-up from history
         if seq > order.delivered:
             written.append(seq)
             order.caught_up_to(seq)
     written += order.finish_catch_up()
     for seq in live[split:]:
-        written += order.offer(seq, seq, now=1.0)
+        written += order.offer(seq, seq)
     assert len(written) == len(set(written))
     assert written == sorted(written)
     assert all(seq > after for seq in written)
@@ -66,22 +66,22 @@ def test_out_of_order_and_missing_events_are_filled_from_history_in_order(total,
     order.start_at(0)
     written = []
     for seq in arrivals:
-        written += order.offer(seq, seq, now=0.0)
+        written += order.offer(seq, seq)
         while order.gap is not None:  # what the gap watcher does with history
             after, before = order.gap
             for missing in range(after + 1, before):
-                written += order.offer(missing, missing, now=0.0)
+                written += order.offer(missing, missing)
     if order.held:
         written += order.skip_gap()
     for seq in range(order.delivered + 1, total + 1):  # the rest arrives eventually
-        written += order.offer(seq, seq, now=0.0)
+        written += order.offer(seq, seq)
     assert written == list(range(1, total + 1))
 
 
 def test_a_chat_with_no_known_start_settles_on_its_lowest_event():
     order = domain.ChatOrder()
-    assert order.offer(7, "seven", now=0.0) == [] and order.offer(6, "six", now=0.01) == []
+    assert order.offer(7, "seven") == [] and order.offer(6, "six") == []
     assert order.settle() == ["six", "seven"]
-    assert order.offer(8, "eight", now=0.1) == ["eight"]
+    assert order.offer(8, "eight") == ["eight"]
     fresh = domain.ChatOrder()
-    assert fresh.offer(1, "created", now=0.0) == ["created"]  # seq 1 needs no settling
+    assert fresh.offer(1, "created") == ["created"]  # seq 1 needs no settling
