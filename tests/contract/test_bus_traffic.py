@@ -66,6 +66,8 @@ def test_bus_messages_are_json_with_a_content_type(seen: list[Message]) -> None:
 
 
 def _untraced(seen: list[Message], subjects: tuple[str, ...]) -> list[str]:
+    """Subjects among ``subjects`` seen without a trace id (each must have been seen)."""
+    assert all(any(m.subject.startswith(s) for m in seen) for s in subjects), subjects
     return sorted({m.subject for m in seen if m.subject.startswith(subjects)
                    and not (m.headers or {}).get("Nj-Trace-Id")})
 

@@ -41,7 +41,10 @@ class WebhookServer:
         async with stream:
             data = b""
             while b"\r\n\r\n" not in data:
-                data += await stream.receive_some(65536)
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return  # the client went away mid-request
+                data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
             length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                               if line.lower().startswith(b"content-length")))

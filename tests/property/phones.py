@@ -150,9 +150,14 @@ class Phones:
             nursery.cancel_scope.cancel()
 
     def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return trio.from_thread.run(fn, *args, trio_token=self.token)
+        try:
+            return trio.from_thread.run(fn, *args, trio_token=self.token)
+        except trio.RunFinishedError:
+            raise RuntimeError("the phones' thread died (a reader failed)") from self.error
 
     def stop(self) -> None:
+        if self.error is not None:  # a reader failed (e.g. a frame broke its schema): say why
+            raise RuntimeError("the phones' thread died") from self.error
         trio.from_thread.run_sync(self._stop.set, trio_token=self.token)
         self.thread.join(10)
 

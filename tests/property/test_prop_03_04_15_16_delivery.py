@@ -37,9 +37,12 @@ def pick(data: st.DataObject, pool: Phones, count: int) -> tuple[Phone, list[Pho
     return chosen[0], chosen[1:]
 
 
-async def settle(phones: list[Phone]) -> None:
+async def settle(pool: Phones, phones: list[Phone]) -> None:
+    """Every phone online and acking (an earlier example may have failed half-way)."""
     for phone in phones:
         phone.policy = ACK_ALL
+        if phone.ws is None:
+            await phone.connect(pool.nursery)
 
 
 # ---- property 3 ---------------------------------------------------------------------------
@@ -55,7 +58,7 @@ def test_property_3_online_delivery_with_confirmation(phones: Phones, data: st.D
 
 
 async def online_scenario(pool: Phones, sender: Phone, others: list[Phone], contents: list[str]) -> None:
-    await settle([sender, *others])
+    await settle(pool, [sender, *others])
     chat_id = await pool.group(sender, others)
     acks = [await sender.send_text(chat_id, text) for text in contents]
     assert all(a["type"] == "message_ack" for a in acks), acks
@@ -66,7 +69,7 @@ async def online_scenario(pool: Phones, sender: Phone, others: list[Phone], cont
                                        and f["chat_id"] == chat_id)
             assert (got["content"], got["message_id"], got["sender_id"]) == \
                 (text, ack["message_id"], sender.user.user_id)
-        seqs = [f["seq"] for f in phone.of_chat(chat_id, "new_message")]
+        seqs = [f["seq"] for f in first_arrivals(phone.of_chat(chat_id, "new_message"))]
         assert seqs == sorted(seqs)
         await sender.wait_for(lambda f, p=phone: f["type"] == "receipt" and f["chat_id"] == chat_id
                               and f["user_id"] == p.user.user_id and f["status"] == "delivered"
@@ -86,7 +89,7 @@ def test_property_4_offline_messages_arrive_on_connect(phones: Phones, data: st.
 
 async def offline_scenario(pool: Phones, sender: Phone, recipient: Phone, contents: list[str],
                            live_after: int) -> None:
-    await settle([sender, recipient])
+    await settle(pool, [sender, recipient])
     chat_id = await pool.group(sender, [recipient])
     await recipient.disconnect()
     acks = [await sender.send_text(chat_id, text) for text in contents]
@@ -130,7 +133,7 @@ def test_property_15_retry_then_failure(phones: Phones, data: st.DataObject, beh
 
 
 async def retry_scenario(pool: Phones, sender: Phone, plan: list[tuple[Phone, str]]) -> None:
-    await settle([sender, *(p for p, _ in plan)])
+    await settle(pool, [sender, *(p for p, _ in plan)])
     chat_id = await pool.group(sender, [p for p, _ in plan])
     for phone, behaviour in plan:
         phone.policy = ACK_NOT_MESSAGES if behaviour == "never_acks" else ACK_ALL
@@ -170,7 +173,7 @@ EXPECTED = {"acks": "delivered", "never_acks": "failed", "offline": "pending", "
 
 async def status_scenario(pool: Phones, sender: Phone, plan: list[tuple[Phone, str]],
                           outsider: Phone | None) -> None:
-    await settle([sender, *(p for p, _ in plan)])
+    await settle(pool, [sender, *(p for p, _ in plan)])
     chat_id = await pool.group(sender, [p for p, _ in plan])
     for phone, behaviour in plan:
         phone.policy = ACK_NOT_MESSAGES if behaviour == "never_acks" else ACK_ALL
@@ -184,7 +187,11 @@ async def status_scenario(pool: Phones, sender: Phone, plan: list[tuple[Phone, s
             await phone.send({"type": "read", "chat_id": chat_id, "seq": ack["seq"]})
     for phone, behaviour in plan:
         await wait_status(pool, sender, ack["message_id"], phone, EXPECTED[behaviour])
+    await trio.sleep(0.3)  # past the whole schedule: the states hold (an offline device stays pending)
     body = (await pool.status(sender, ack["message_id"])).json()
+    now = {(r["user_id"], r["device_id"]): r["status"] for r in body["recipients"]}
+    assert {phone.key: now.get(phone.key) for phone, _ in plan} == \
+        {phone.key: EXPECTED[behaviour] for phone, behaviour in plan}
     assert (body["chat_id"], body["seq"]) == (chat_id, ack["seq"])
     assert sender.key not in {(r["user_id"], r["device_id"]) for r in body["recipients"]}
     if outsider is not None:

@@ -100,7 +100,8 @@ def test_device_status_is_the_strongest_fact(seq: int, acked: int, read: int, fa
     else:
         assert entry["status"] == "pending"
         assert entry["attempts"] == (retry or (1 if online else 0))
-    assert entry["updated_ts"] >= 50
+    # when the state last changed: the ack (100), the failure (200), else the message (50)
+    assert entry["updated_ts"] == {"read": 100, "delivered": 100, "failed": 200, "pending": 50}[entry["status"]]
 
 
 def test_recipients_are_every_member_device_but_the_sending_one() -> None:
