@@ -76,8 +76,11 @@ def test_skipping_what_retention_deleted_releases_what_follows(case: tuple[int, 
     tracker: SeqTracker[int] = SeqTracker({"c": 0})
     ready, _ = feed(tracker, seqs)
     ready += tracker.skip_to("c", upto).ready
-    assert ready == sorted(set(ready)) and tracker.held("c") >= upto
-    assert all(s <= tracker.held("c") for s in ready)
+    held = tracker.held("c")
+    assert ready == sorted(set(ready)) and held >= upto
+    assert all(s <= held for s in ready)
+    # what waited above the skipped range came out, up to the next missing seq
+    assert {s for s in seqs if upto < s <= held} <= set(ready) and held + 1 not in seqs
 
 
 @EXAMPLES
@@ -123,3 +126,10 @@ def test_backoff_has_full_jitter_below_a_bounded_ceiling(attempt: int, initial: 
     assert policy.delay(attempt, lambda low, high: low) == 0
     assert 0 <= policy.delay(attempt) <= cap
     assert not policy.gives_up(attempt) and ReconnectPolicy(max_attempts=3).gives_up(3)
+
+
+def test_backoff_doubles_from_its_first_delay_up_to_its_cap() -> None:
+    policy = ReconnectPolicy(initial_s=0.25, max_s=60, max_attempts=3)
+    assert [policy.delay(n, lambda low, high: high) for n in range(4)] == [0.25, 0.5, 1.0, 2.0]
+    assert ReconnectPolicy(initial_s=0.25, max_s=1.5).delay(10, lambda low, high: high) == 1.5
+    assert not policy.gives_up(2) and policy.gives_up(3)

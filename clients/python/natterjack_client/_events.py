@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Self
 
-FIELD_DEFAULT: Any = None
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -19,8 +21,10 @@ class Event:
 
     @classmethod
     def from_frame(cls, frame: dict[str, Any]) -> Self:
-        names = [f.name for f in dataclasses.fields(cls) if f.name != "raw"]
-        return cls(raw=frame, **{name: frame.get(name, FIELD_DEFAULT) for name in names})
+        """The frame's fields; a missing one takes its declared default, else None."""
+        values = {f.name: frame.get(f.name) for f in dataclasses.fields(cls)
+                  if f.name != "raw" and (f.name in frame or _required(f))}
+        return cls(raw=frame, **values)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -26,7 +26,6 @@ class Gap:
 class Offer(Generic[T]):
     ready: list[T] = field(default_factory=list)  # hand these on, in this order
     gap: Gap | None = None  # a missing range not reported before: fetch it
-    duplicate: bool = False
 
 
 @dataclass
@@ -56,7 +55,7 @@ class SeqTracker(Generic[T]):
     def offer(self, chat_id: str, seq: int, item: T) -> Offer[T]:
         chat = self._chats.setdefault(chat_id, _Chat(seq - 1))
         if seq <= chat.held or seq in chat.waiting:
-            return Offer(duplicate=True)
+            return Offer()  # a repeat: nothing to hand on
         chat.waiting[seq] = item
         return Offer(self._release(chat), self._new_gap(chat_id, chat))
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from ._client import _without_none
 from ._errors import UNAVAILABLE, NatterjackClientError, Unavailable, from_code
 from ._events import ErrorEvent, Event, MessageAck, StoredEvent, SyncRequired, parse_frame
 from ._gaps import GapFiller
@@ -156,8 +157,7 @@ class Session:
         self._raise_if_failed()
         frame = {"type": "send_message", "id": client_id or uuid.uuid4().hex, "chat_id": chat_id,
                  "content_type": content_type, "content": content}
-        frame.update({k: v for k, v in (("content_version", content_version),
-                                        ("metadata", metadata)) if v is not None})
+        frame.update(_without_none(content_version=content_version, metadata=metadata))
         pending = self._pending[frame["id"]] = _PendingSend(frame)
         try:
             await self.write(frame)

@@ -36,6 +36,7 @@ class SocketLoop:
         self.ws: WebSocketConnection | None = None
         self.opened = 0  # sockets opened so far
         self.last_close_code: int | None = None
+        self._socket_token: str | None = None  # the access token the last socket opened with
         self._changed = trio.Event()  # set on connect and on failure
 
     async def wait_connected(self) -> None:
@@ -76,9 +77,8 @@ class SocketLoop:
 
     async def _refreshed(self) -> bool:
         """A new token pair; False when auth is unreachable for now (back off, try again)."""
-        credentials = self.session.client.credentials
-        try:
-            await self.session.client.refresh(credentials.access_token if credentials else None)
+        try:  # the token this socket used: a refresh made meanwhile (REST 401) is not repeated
+            await self.session.client.refresh(self._socket_token)
         except Unavailable:
             return False
         return True
@@ -86,6 +86,7 @@ class SocketLoop:
     async def _one_socket(self) -> int | None:
         """The close code of one socket; None when none opened (network, timeout, 5xx)."""
         credentials = self.session.client._require_credentials()
+        self._socket_token = credentials.access_token
         headers = [(b"Authorization", f"Bearer {credentials.access_token}".encode())]
         try:
             async with open_websocket_url(credentials.ws_url, extra_headers=headers,

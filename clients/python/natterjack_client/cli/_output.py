@@ -43,7 +43,7 @@ def describe(event: Event) -> str:
     """One line for an event: time, chat and seq, then what happened."""
     when = time.strftime("%H:%M:%S", time.localtime(event.raw.get("ts", time.time() * 1000) / 1000))
     where = f"{event.chat_id} #{event.seq}" if isinstance(event, StoredEvent) else event.raw.get("chat_id", "")
-    return f"{when} {where} {_what(event)}".replace("  ", " ")
+    return " ".join(part for part in (when, where, _what(event)) if part)
 
 
 def _what(event: Event) -> str:
