@@ -113,7 +113,7 @@ async def drain(ws_url: str, token: str, chat: str, wanted: set[int]) -> tuple[f
 
 
 async def page_through(http: httpx.AsyncClient, token: str, chat: str) -> tuple[float, int]:
-    """Read the whole chat over REST from the start, 200 a page: (seconds, events)."""
+    """Read the whole chat over REST from the start, 100 a page: (seconds, events)."""
     auth = {"Authorization": f"Bearer {token}"}
     after, count = 0, 0
     started = time.perf_counter()
