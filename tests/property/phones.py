@@ -172,6 +172,18 @@ class Phones:
                 await phone.wait_for(lambda f: f["type"] == "chat_updated" and f["chat_id"] == chat_id)
         return str(chat_id)
 
+    async def go_offline(self, phone: Phone) -> None:
+        """Close ``phone``'s socket and wait until its gateway has let the device go: the
+        property is about offline devices, not ones whose close is still on its way."""
+        await phone.disconnect()
+        with trio.fail_after(10):
+            while True:
+                answer = await self.http.get(f"/api/v1/users/{phone.user.user_id}/presence",
+                                             headers=phone.user.auth)
+                if answer.status_code == 200 and answer.json()["status"] == "offline":
+                    return
+                await trio.sleep(0.01)
+
     async def status(self, asker: Phone, message_id: str) -> httpx.Response:
         return await self.http.get(f"/api/v1/messages/{message_id}/status", headers=asker.user.auth)
 

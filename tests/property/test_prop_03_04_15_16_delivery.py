@@ -91,7 +91,7 @@ async def offline_scenario(pool: Phones, sender: Phone, recipient: Phone, conten
                            live_after: int) -> None:
     await settle(pool, [sender, recipient])
     chat_id = await pool.group(sender, [recipient])
-    await recipient.disconnect()
+    await pool.go_offline(recipient)
     acks = [await sender.send_text(chat_id, text) for text in contents]
     status = await pool.status(sender, acks[0]["message_id"])
     entry = [r for r in status.json()["recipients"] if r["user_id"] == recipient.user.user_id]
@@ -178,7 +178,7 @@ async def status_scenario(pool: Phones, sender: Phone, plan: list[tuple[Phone, s
     for phone, behaviour in plan:
         phone.policy = ACK_NOT_MESSAGES if behaviour == "never_acks" else ACK_ALL
         if behaviour == "offline":
-            await phone.disconnect()
+            await pool.go_offline(phone)
     ack = await sender.send_text(chat_id, "status?")
     for phone, behaviour in plan:
         if behaviour == "reads":
