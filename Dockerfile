@@ -1,16 +1,18 @@
-# One image for the five natterjack services (auth, router, history, delivery-retry,
-# gateway). The service is chosen by the command:
+# The shared base of the five natterjack service images: Python 3.11 (slim), the pinned
+# dependencies in /opt/venv, the shared code (libs/) and the contracts (proto/), the
+# non-root user 10001. It holds no service: each service has its own image built FROM this
+# one by deploy/docker/<service>.Dockerfile, which adds only that service's package.
 #
-#   docker build -t natterjack:dev .
-#   docker run --rm natterjack:dev python -m services.router
+#   docker build -t natterjack-base .
+#   docker build -f deploy/docker/router.Dockerfile -t natterjack-router .
 #
-# compose.yaml and deploy/k8s/ set the command of each service; the default below runs the
-# gateway. Configuration is only NJ_* environment variables (docs/configuration.md); logs
-# are JSON lines on stdout (leave NJ_LOG_FILE unset).
+# compose.yaml builds them in that order by itself (the services' `additional_contexts`
+# name this image). Configuration is only NJ_* environment variables
+# (docs/configuration.md); logs are JSON lines on stdout (leave NJ_LOG_FILE unset).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- build: a virtualenv with the dependencies and the project --------------------------
+# ---- build: a virtualenv with the pinned dependencies ----------------------------------
 FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -22,28 +24,22 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# The pinned dependencies first, read from pyproject.toml, so that this layer is rebuilt
-# only when pyproject.toml changes.
+# Only the dependencies of pyproject.toml (not the project: the services run from the
+# source tree in /app), so this layer is rebuilt only when pyproject.toml changes.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
  && pip install -r /tmp/requirements.txt
 
 COPY libs/ libs/
-COPY services/ services/
 COPY proto/ proto/
+RUN find libs -name '__pycache__' -prune -exec rm -rf {} + \
+ && python -m compileall -q --invalidation-mode checked-hash libs
 
-# The project itself (its `natterjack` command). The services run from the source tree in
-# /app (each reads its SQL migrations from services/<svc>/migrations/ next to its code).
-RUN pip install --no-deps . \
- && rm -rf build *.egg-info \
- && find libs services -name '__pycache__' -prune -exec rm -rf {} + \
- && python -m compileall -q --invalidation-mode checked-hash libs services
+# ---- base: what every service image starts from ----------------------------------------
+FROM ${PYTHON_IMAGE} AS base
 
-# ---- runtime -----------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
-
-LABEL org.opencontainers.image.title="natterjack" \
-      org.opencontainers.image.description="natterjack IM backend: auth, router, history, delivery-retry, gateway"
+LABEL org.opencontainers.image.title="natterjack-base" \
+      org.opencontainers.image.description="natterjack IM backend: the base of the service images"
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
@@ -63,15 +59,11 @@ COPY --from=build /opt/venv /opt/venv
 
 WORKDIR /app
 COPY --from=build /src/libs ./libs
-COPY --from=build /src/services ./services
 COPY --from=build /src/proto ./proto
 
 USER 10001:10001
 
-# gateway: 8080 (HTTP API, /health, /ready, /metrics) and 8081 (WebSocket /ws);
-# auth 8091, router 8092, history 8093, delivery-retry 8094 (/health, /ready, /metrics).
-EXPOSE 8080 8081 8091 8092 8093 8094
-
-# SIGTERM drains the service within NJ_SHUTDOWN_DEADLINE_S (default 10 s).
+# No service here: run one of the service images. compose.yaml runs this image only for
+# the one-shot auth-keygen (python -c ... libs.tokens).
 STOPSIGNAL SIGTERM
-CMD ["python", "-m", "services.gateway"]
+CMD ["python", "-c", "print('natterjack-base: run a service image (deploy/docker/)')"]
