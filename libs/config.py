@@ -103,6 +103,8 @@ class MySQLConfig:
     password: str
     database: str
     pool_size: int
+    retry_attempts: int = 4  # tries of one transaction whose connection failed
+    retry_base_ms: int = 100  # wait before the second try (doubles each time)
 
     @classmethod
     def read(cls, env: EnvReader) -> MySQLConfig:
@@ -113,6 +115,8 @@ class MySQLConfig:
             password=env.environ.get("NJ_MYSQL_PASSWORD", ""),
             database=env.str("NJ_MYSQL_DATABASE", "natterjack"),
             pool_size=env.int("NJ_MYSQL_POOL_SIZE", 8, min=1, max=256),
+            retry_attempts=env.int("NJ_MYSQL_RETRY_ATTEMPTS", 4, min=1, max=100),
+            retry_base_ms=env.int("NJ_MYSQL_RETRY_BASE_MS", 100, min=1, max=60_000),
         )
 
 
@@ -128,6 +132,7 @@ class CommonConfig:
     mysql: MySQLConfig
     redis_url: str
     redis_prefix: str
+    redis_timeout_s: float
     http_host: str
     http_port: int
     log_level: str
@@ -149,6 +154,7 @@ class CommonConfig:
             mysql=MySQLConfig.read(env),
             redis_url=env.str("NJ_REDIS_URL", "redis://127.0.0.1:6379/0"),
             redis_prefix=prefix,
+            redis_timeout_s=env.float("NJ_REDIS_TIMEOUT_S", 1.0, min=0.01, max=60),
             http_host=env.str("NJ_HTTP_HOST", "127.0.0.1"),
             http_port=env.int(f"NJ_{service.upper().replace('-', '_')}_HTTP_PORT", default_port,
                               min=0, max=65535),

@@ -29,12 +29,13 @@ Cursor = pymysql.cursors.DictCursor
 
 class Database:
     def __init__(self, config: MySQLConfig, *, database: str | None = None,
-                 connect_timeout: float = 3.0, attempts: int = 4, backoff: float = 0.1):
+                 connect_timeout: float = 3.0, attempts: int | None = None,
+                 backoff: float | None = None):
         self.config = config
         self.database = config.database if database is None else database
         self.connect_timeout = connect_timeout
-        self.attempts = attempts
-        self.backoff = backoff
+        self.attempts = config.retry_attempts if attempts is None else attempts
+        self.backoff = config.retry_base_ms / 1000 if backoff is None else backoff
         self.limiter = trio.CapacityLimiter(config.pool_size)
         self._idle: list[pymysql.Connection] = []  # type: ignore[type-arg]
 
@@ -80,6 +81,7 @@ class Database:
             except pymysql.err.InterfaceError as exc:
                 if not retry or attempt == self.attempts:
                     raise Unavailable("database unavailable") from exc
+                logger.warning("db.retry", attempt=attempt, error=str(exc), retry_in=delay)
                 await trio.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")

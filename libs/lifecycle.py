@@ -61,7 +61,8 @@ async def run_service(config: CommonConfig, start: Starter, *, uses_db: bool = T
             runtime.db = Database(config.mysql)
             health.add("mysql", runtime.db.ping)
         if uses_cache:
-            runtime.cache = Cache(config.redis_url, config.redis_prefix)
+            runtime.cache = Cache(config.redis_url, config.redis_prefix,
+                                  socket_timeout=config.redis_timeout_s)
             health.add("redis", runtime.cache.ping, required=cache_required)
         try:
             await _serve(runtime, start, extra_routes or [], handle_signals, task_status)
