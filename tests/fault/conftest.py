@@ -1,0 +1,28 @@
+"""One stack per fault module, on a nats-server, redis-server and MySQL proxy of its own."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from libs.config import MySQLConfig
+from tests.faultkit import Proxy, RedisServer, RestartableNats
+from tools.stack import build_stack
+
+from .infra import STACK_ENV, FaultStack, start_fault_stack
+
+
+@pytest.fixture(scope="module")
+def fault_stack(common_env, mysql_config: MySQLConfig) -> Iterator[FaultStack]:
+    with RestartableNats() as nats, RedisServer() as redis, Proxy(mysql_config.port, mysql_config.host) as mysql:
+        env = common_env("fault", NJ_NATS_URL=nats.url, NJ_REDIS_URL=redis.url,
+                         NJ_MYSQL_PORT=str(mysql.port), **STACK_ENV)
+        env.pop("NJ_FAULT_HTTP_PORT")
+        stack = build_stack(env, Path(tempfile.mkdtemp(prefix="nj-fault-")))
+        try:
+            yield start_fault_stack(stack, nats, redis, mysql, mysql_config)
+        finally:
+            stack.stop_all()
