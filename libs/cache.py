@@ -107,5 +107,14 @@ class Cache:
         except CacheUnavailable:
             return False
 
+    async def probe(self, slow_after: float = 0.5) -> str:
+        """``ok``; ``degraded`` when Redis answers slowly or calls queue for a connection;
+        ``down`` when it does not answer (within the socket timeout)."""
+        started = trio.current_time()
+        if not await self.ping():
+            return "down"
+        slow = trio.current_time() - started > slow_after
+        return "degraded" if slow or self.limiter.statistics().tasks_waiting else "ok"
+
     def close(self) -> None:
         self.client.close()

@@ -9,6 +9,7 @@ attempt the caller gets :class:`libs.errors.Unavailable`.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ import pymysql
 import pymysql.cursors
 import trio
 
-from . import log
+from . import log, metrics
 from .config import MySQLConfig
 from .errors import Unavailable
 
@@ -38,13 +39,26 @@ class Database:
         self.backoff = config.retry_base_ms / 1000 if backoff is None else backoff
         self.limiter = trio.CapacityLimiter(config.pool_size)
         self._idle: list[pymysql.Connection] = []  # type: ignore[type-arg]
+        self.pool_size = config.pool_size
+        self.waits = 0  # transactions that found every connection busy
+        self._probe_conn: pymysql.Connection | None = None  # type: ignore[type-arg]
+        self._probe_lock = threading.Lock()
+        metrics.track_pool(self)
 
-    def _connect(self) -> pymysql.Connection:  # type: ignore[type-arg]
+    @property
+    def pool_in_use(self) -> int:
+        return int(self.limiter.borrowed_tokens)
+
+    @property
+    def pool_waiting(self) -> int:
+        return self.limiter.statistics().tasks_waiting
+
+    def _connect(self, timeout: float = 30) -> pymysql.Connection:  # type: ignore[type-arg]
         return pymysql.connect(
             host=self.config.host, port=self.config.port, user=self.config.user,
             password=self.config.password, database=self.database or None, charset="utf8mb4",
-            autocommit=False, connect_timeout=self.connect_timeout,
-            read_timeout=30, write_timeout=30, cursorclass=Cursor)
+            autocommit=False, connect_timeout=min(self.connect_timeout, timeout),
+            read_timeout=timeout, write_timeout=timeout, cursorclass=Cursor)
 
     def _run_sync(self, fn: Callable[[Any], T]) -> T:
         conn = self._idle.pop() if self._idle else self._connect()
@@ -67,6 +81,8 @@ class Database:
         """Run ``fn(cursor)`` in one transaction in a worker thread; returns its result."""
         delay = self.backoff
         for attempt in range(1, self.attempts + 1):
+            if self.limiter.available_tokens == 0:
+                self.waits += 1
             try:
                 return await trio.to_thread.run_sync(self._run_sync, fn, limiter=self.limiter)
             except pymysql.err.OperationalError as exc:
@@ -113,7 +129,43 @@ class Database:
         except (Unavailable, pymysql.Error):
             return False
 
+    async def probe(self, timeout: float = 2.0, slow_after: float = 0.5) -> str:
+        """Health of the server and the pool: ``ok``; ``degraded`` when the server answers
+        slowly or transactions queue for a connection; ``down`` when it does not answer.
+
+        The ``SELECT 1`` runs on a connection of its own, outside the pool: a pool busy
+        with slow queries must not read as a dead server, nor a dead server wait in line.
+        """
+        started = trio.current_time()
+        with trio.move_on_after(timeout):
+            answered = await trio.to_thread.run_sync(self._probe_sync, timeout,
+                                                     abandon_on_cancel=True)
+            slow = trio.current_time() - started > slow_after
+            return "down" if not answered else "degraded" if slow or self.pool_waiting else "ok"
+        return "down"
+
+    def _probe_sync(self, timeout: float) -> bool:
+        if not self._probe_lock.acquire(blocking=False):
+            return False  # the last probe still hangs: the server does not answer
+        try:
+            if self._probe_conn is None:
+                self._probe_conn = self._connect(timeout)
+            with self._probe_conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return True
+        except (pymysql.Error, OSError):
+            with contextlib.suppress(pymysql.Error):
+                if self._probe_conn is not None:
+                    self._probe_conn.close()
+            self._probe_conn = None
+            return False
+        finally:
+            self._probe_lock.release()
+
     def close(self) -> None:
+        with contextlib.suppress(pymysql.Error):
+            if self._probe_conn is not None:
+                self._probe_conn.close()
         while self._idle:
             with contextlib.suppress(pymysql.Error):
                 self._idle.pop().close()

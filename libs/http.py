@@ -37,8 +37,7 @@ def error_response(error: NatterjackError) -> Response:
 
 def ops_routes(health: Health) -> list[BaseRoute]:
     async def health_endpoint(_: Request) -> Response:
-        body = (await health.report())[1]
-        return json_response(body)
+        return json_response(health.last_report()[1])  # liveness: never waits on a probe
 
     async def ready_endpoint(_: Request) -> Response:
         is_ready, body = await health.report()

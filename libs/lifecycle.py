@@ -11,8 +11,10 @@ from __future__ import annotations
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import orjson
 import trio
 
 from . import log
@@ -20,7 +22,8 @@ from .bus import Bus, open_bus
 from .cache import Cache
 from .config import CommonConfig
 from .db import Database
-from .health import Health
+from .errors import Unavailable
+from .health import DEGRADED, DOWN, OK, Health
 from .http import build_app, serve_http
 
 logger = log.get("lifecycle")
@@ -45,27 +48,30 @@ Starter = Callable[[Runtime, trio.Nursery], Awaitable[Callable[[], Awaitable[Non
 
 async def run_service(config: CommonConfig, start: Starter, *, uses_db: bool = True,
                       uses_cache: bool = True, cache_required: bool = False,
+                      uses_jetstream: bool = False, tls: tuple[str, str] | None = None,
                       extra_routes: list[Any] | None = None, handle_signals: bool = True,
                       task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
     """Run one service until SIGTERM/SIGINT (or cancellation), then drain and exit.
 
     ``start(runtime, nursery)`` starts the service's tasks in ``nursery`` and may return a
     ``drain()`` coroutine function, awaited (bounded by the deadline) on shutdown.
+    ``uses_jetstream``: the ``nats`` check also asks JetStream (``degraded`` when it does
+    not answer). ``tls``: (certificate, key) PEM files; the HTTP port then speaks HTTPS.
     """
-    health = Health()
+    health = Health(config.service)
     async with open_bus(config.nats_url, name=config.service, user=config.nats_user,
                         password=config.nats_password) as bus:
-        health.add("nats", _async_true(lambda: bus.connected))
+        health.add("nats", nats_probe(bus, uses_jetstream))
         runtime = Runtime(config, bus, health)
         if uses_db:
             runtime.db = Database(config.mysql)
-            health.add("mysql", runtime.db.ping)
+            health.add("mysql", runtime.db.probe)
         if uses_cache:
             runtime.cache = Cache(config.redis_url, config.redis_prefix,
                                   socket_timeout=config.redis_timeout_s)
-            health.add("redis", runtime.cache.ping, required=cache_required)
+            health.add("redis", runtime.cache.probe, required=cache_required)
         try:
-            await _serve(runtime, start, extra_routes or [], handle_signals, task_status)
+            await _serve(runtime, start, extra_routes or [], handle_signals, tls, task_status)
         finally:
             if runtime.db:
                 runtime.db.close()
@@ -74,11 +80,15 @@ async def run_service(config: CommonConfig, start: Starter, *, uses_db: bool = T
 
 
 async def _serve(runtime: Runtime, start: Starter, routes: list[Any], handle_signals: bool,
-                 task_status: trio.TaskStatus[Runtime]) -> None:
+                 tls: tuple[str, str] | None, task_status: trio.TaskStatus[Runtime]) -> None:
     config = runtime.config
+    certfile, keyfile = tls or ("", "")
     async with trio.open_nursery() as outer:
         runtime.app = build_app(runtime.health, routes)
-        runtime.http_url = await outer.start(serve_http, runtime.app, config.http_host, config.http_port)
+        runtime.http_url = await outer.start(partial(
+            serve_http, runtime.app, config.http_host, config.http_port,
+            certfile=certfile, keyfile=keyfile))
+        outer.start_soon(runtime.health.watch)
         async with trio.open_nursery() as inner:
             drain = await start(runtime, inner)
             runtime.health.started = True
@@ -106,7 +116,18 @@ async def _stop_on_signal(stopping: trio.Event) -> None:
             return
 
 
-def _async_true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def probe() -> bool:
-        return check()
+def nats_probe(bus: Bus, jetstream: bool) -> Callable[[], Awaitable[str]]:
+    """``down`` while disconnected; ``degraded`` when connected but JetStream (if the
+    service uses it) does not answer or refuses (e.g. not enabled, no storage)."""
+    async def probe() -> str:
+        if not bus.connected:
+            return DOWN
+        if not jetstream:
+            return OK
+        try:
+            reply = await bus.request("$JS.API.INFO", b"", timeout=1.0)
+            answer = orjson.loads(reply.data)
+        except (Unavailable, orjson.JSONDecodeError):
+            return DEGRADED
+        return DEGRADED if not isinstance(answer, dict) or "error" in answer else OK
     return probe

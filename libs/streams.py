@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 import nats.js.api as js_api
 import nats.js.errors
+import orjson
+import trio
 
-from . import log
+from . import log, metrics
 from .bus import Bus
 from .config import EnvReader
+from .errors import Unavailable
 
 STREAM = "IM_MESSAGES"
 SUBJECTS = ["im.msg.>"]
@@ -64,3 +67,18 @@ async def ensure_stream(bus: Bus, settings: StreamSettings = StreamSettings()) -
 async def ensure_consumer(bus: Bus, durable: str, ack_wait_s: float = 30.0) -> None:
     await bus.call_aio(bus.nc.jsm().add_consumer, STREAM, consumer_config(durable, ack_wait_s))
     logger.info("streams.consumer_ready", stream=STREAM, consumer=durable)
+
+
+async def watch_consumer(bus: Bus, durable: str, interval_s: float = 5.0) -> None:
+    """Export the consumer's lag (``nj_jetstream_consumer_pending``), unacked and
+    redelivering counts, asking JetStream every ``interval_s`` (CONSUMER.INFO)."""
+    subject = f"$JS.API.CONSUMER.INFO.{STREAM}.{durable}"
+    while True:
+        try:
+            info = orjson.loads((await bus.request(subject, b"", timeout=2.0)).data)
+            metrics.CONSUMER_PENDING.labels(durable).set(info["num_pending"])
+            metrics.CONSUMER_ACK_PENDING.labels(durable).set(info["num_ack_pending"])
+            metrics.CONSUMER_REDELIVERED.labels(durable).set(info["num_redelivered"])
+        except (Unavailable, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            logger.debug("streams.consumer_info_failed", consumer=durable, error=repr(exc))
+        await trio.sleep(interval_s)

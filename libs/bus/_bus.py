@@ -26,7 +26,7 @@ import nats.errors
 import trio
 import trio_asyncio
 
-from .. import log
+from .. import log, metrics
 from ..errors import Unavailable
 from ._message import Message
 
@@ -86,6 +86,8 @@ class Bus:
         self._tokens = itertools.count(1)
         self._inbox = ""
         self.published = 0
+        self.requests = self.request_timeouts = self.no_responders = self.dropped = 0
+        metrics.track_bus(self)
 
     # ---- outbound ---------------------------------------------------------------------
     def publish_nowait(self, subject: str, data: bytes, *, reply: str = "",
@@ -141,6 +143,7 @@ class Bus:
                       headers: dict[str, str] | None = None) -> Message:
         """Send a request and wait for its reply; BusTimeout / NoResponders on failure."""
         token = str(next(self._tokens))
+        self.requests += 1
         waiter = self._waiters[token] = _Waiter()
         try:
             await self.publish(subject, data, reply=f"{self._inbox}.{token}", headers=headers)
@@ -149,8 +152,10 @@ class Bus:
         finally:
             self._waiters.pop(token, None)
         if waiter.msg is None:
+            self.request_timeouts += 1
             raise BusTimeout(f"no reply on {subject} within {timeout:g}s")
         if waiter.msg.is_no_responders:
+            self.no_responders += 1
             raise NoResponders(f"no service answers {subject}")
         return waiter.msg
 
@@ -172,6 +177,7 @@ class Bus:
                 send.send_nowait(Message(msg.subject, msg.data, msg.reply, msg.headers, self))
             except trio.WouldBlock:
                 sub.dropped += 1
+                self.dropped += 1
                 if sub.dropped % 1000 == 1:
                     logger.warning("bus.slow_consumer", subject=subject, dropped=sub.dropped)
             except trio.ClosedResourceError:
@@ -185,6 +191,10 @@ class Bus:
     async def call_aio(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         """Run one asyncio coroutine function from trio: for rare calls (setup, admin)."""
         return await trio_asyncio.aio_as_trio(fn, loop=self.loop)(*args, **kwargs)
+
+    @property
+    def outbox_length(self) -> int:
+        return len(self._outbox)
 
     @property
     def connected(self) -> bool:

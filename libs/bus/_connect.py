@@ -10,7 +10,7 @@ import nats
 import trio
 import trio_asyncio
 
-from .. import log
+from .. import log, metrics
 from ._bus import Bus
 
 logger = log.get("bus")
@@ -19,12 +19,15 @@ logger = log.get("bus")
 async def _connect(url: str, name: str, user: str, password: str,
                    connect_timeout: float) -> Any:
     async def on_error(exc: Exception) -> None:
+        metrics.BUS_EVENTS.labels("error").inc()
         logger.warning("bus.error", error=repr(exc))
 
     async def on_disconnected() -> None:
+        metrics.BUS_EVENTS.labels("disconnected").inc()
         logger.warning("bus.disconnected")
 
     async def on_reconnected() -> None:
+        metrics.BUS_EVENTS.labels("reconnected").inc()
         logger.info("bus.reconnected")
 
     options: dict[str, Any] = dict(

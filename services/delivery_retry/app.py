@@ -34,7 +34,8 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
 
     # Redis is optional: without it there is no presence, so no redelivery, receipts or
     # pushes; acks, sync and status keep working from MySQL.
-    await run_service(config.common, start, uses_cache=True, task_status=task_status)
+    await run_service(config.common, start, uses_cache=True, uses_jetstream=True,
+                      task_status=task_status)
 
 
 def _schedule(config: Config) -> Schedule:
@@ -53,6 +54,7 @@ async def _start(config: Config, runtime: Runtime, nursery: trio.Nursery
         logger.info("dlv.migrated", applied=applied)
     await streams.ensure_stream(runtime.bus, config.stream)
     await streams.ensure_consumer(runtime.bus, DURABLE)
+    nursery.start_soon(streams.watch_consumer, runtime.bus, DURABLE)
     assert runtime.db is not None
     schedule = _schedule(config)
     storage = Storage(runtime.db, schedule.delay_ms(1))

@@ -66,7 +66,8 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
                     await trio.sleep(0.05)
         return drain
 
-    await run_service(config.common, start, uses_db=False, task_status=task_status)
+    tls = (config.tls_cert, config.tls_key) if config.tls_cert else None
+    await run_service(config.common, start, uses_db=False, tls=tls, task_status=task_status)
 
 
 def demo_routes() -> list[BaseRoute]:

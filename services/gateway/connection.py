@@ -128,6 +128,6 @@ class Connection:
                 if self._sending.cancelled_caught:  # cut: nothing written after it could be read
                     self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
                     return
-                metrics.MESSAGES_OUT.inc()
+                metrics.message_out()
         except ConnectionClosed:
             self.close(1006, "socket closed")

@@ -49,6 +49,7 @@ async def main(config: Config, *, handle_signals: bool = True,
                              retry_base=config.retry_base_s, retry_max=config.retry_max_s,
                              after_commit=_cache_filler(recent))
         await nursery.start(_consume, runtime.bus, writer, config.batch_max)
+        nursery.start_soon(streams.watch_consumer, runtime.bus, CONSUMER)
         handlers = HistoryHandlers(storage, recent, await storage.fulltext_settings())
         await nursery.start(rpc.serve_rpc, runtime.bus, PAGE_SUBJECT, QUEUE, handlers.page)
         await nursery.start(rpc.serve_rpc, runtime.bus, GET_SUBJECT, QUEUE, handlers.get)
@@ -59,7 +60,7 @@ async def main(config: Config, *, handle_signals: bool = True,
                                         interval_s=config.retention_interval_s))
         return writer.drain
 
-    await run_service(config.common, start, uses_db=True, uses_cache=True,
+    await run_service(config.common, start, uses_db=True, uses_cache=True, uses_jetstream=True,
                       handle_signals=handle_signals, task_status=task_status)
 
 

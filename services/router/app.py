@@ -49,4 +49,5 @@ async def main(config: Config, *, handle_signals: bool = True,
             await nursery.start(rpc.serve_rpc, runtime.bus, f"im.router.{verb}", QUEUE, handler)
         await nursery.start(signals.serve_presence, runtime.bus, QUEUE)
 
-    await run_service(config.common, start, handle_signals=handle_signals, task_status=task_status)
+    await run_service(config.common, start, uses_jetstream=True, handle_signals=handle_signals,
+                      task_status=task_status)

@@ -109,7 +109,7 @@ class Handlers:
             self.background.start_soon(self._publish_void, req.chat_id, seq)
             raise
         ack = {"message_id": event["message_id"], "chat_id": req.chat_id, "seq": seq, "ts": event["ts"]}
-        metrics.MESSAGES_IN.inc()
+        metrics.message_in()
         await self.fanout.submit(self._after_send, req, ack, event, members)
         return ack
 
