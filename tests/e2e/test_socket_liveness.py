@@ -132,6 +132,7 @@ async def _until_offline(http: httpx.AsyncClient, asker: User, user: User) -> No
 
 
 async def test_a_client_that_stops_reading_is_closed_and_others_keep_receiving(stack, small_queue_gateway):
+    """Requirements R4.2, R4.3: a client that cannot keep up is closed; others keep receiving."""
     api2, ws2 = small_queue_gateway
     async with httpx.AsyncClient(base_url=stack.api) as http, httpx.AsyncClient(base_url=api2) as ops:
         alice, slow, carol = await _people(http, "alice", "slow", "carol")

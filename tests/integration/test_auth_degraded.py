@@ -35,6 +35,7 @@ def _name() -> str:
 
 
 async def test_login_and_refresh_work_from_mysql_without_redis(common_env):
+    """Requirement R6.2: auth keeps working without Redis."""
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     config = load(common_env("auth", NJ_AUTH_DEV_GENERATE_KEY="true", NJ_REDIS_URL=dead_redis,
                              NJ_AUTH_LOGIN_FREE_ATTEMPTS="1",
@@ -95,6 +96,7 @@ class Proxy:
 
 
 async def test_mysql_down_answers_5003_promptly(common_env, mysql_config):
+    """Requirements R5.5, R6.1: MySQL down answers 5003 at once; service resumes when it is back."""
     proxy = Proxy(mysql_config.port)
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.run)

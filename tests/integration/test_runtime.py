@@ -31,6 +31,7 @@ async def _start(runtime, nursery):
 
 
 async def test_service_answers_rpc_and_health(common_env):
+    """Requirement R6.3: /ready, /health and /metrics answer."""
     config = _config(common_env("probe"))
     ensure_database(config.mysql)
     async with trio.open_nursery() as nursery:

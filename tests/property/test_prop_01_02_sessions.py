@@ -173,6 +173,7 @@ def test_authentication_and_session_management(auth, username, password, device_
     For any valid user credentials, authentication should succeed and create a valid
     session that can be used for WebSocket connections, and when sessions expire or users
     disconnect, cleanup should occur properly.
+    Requirements R1.1, R1.2, R1.3, R1.4: log in, connect with the token, expiry and disconnect.
     """
     auth.run(authentication_scenario, auth, username, password, device_id)
 
@@ -186,5 +187,6 @@ def test_concurrent_session_support(auth, username, password, devices, leaving):
 
     For any user, the system should support multiple concurrent sessions across different
     devices without interference.
+    Requirement R1.5: concurrent sessions on several devices.
     """
     auth.run(concurrent_sessions_scenario, auth, username, password, devices, leaving)

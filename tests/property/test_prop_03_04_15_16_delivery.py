@@ -52,7 +52,9 @@ def test_property_3_online_delivery_with_confirmation(phones: Phones, data: st.D
                                                       contents: list[str], recipients: int) -> None:
     """Property 3: Message Delivery Guarantees — for any message sent to an online recipient,
     the message should be delivered immediately with delivery confirmation sent back to the
-    sender, implementing at-least-once delivery semantics."""
+    sender, implementing at-least-once delivery semantics.
+    Requirements R2.1, R2.6, R7.1, R7.3: live delivery, confirmation to the sender, at least once.
+    """
     sender, others = pick(data, phones, recipients)
     phones.run(online_scenario, phones, sender, others, contents)
 
@@ -82,7 +84,8 @@ async def online_scenario(pool: Phones, sender: Phone, others: list[Phone], cont
 def test_property_4_offline_messages_arrive_on_connect(phones: Phones, data: st.DataObject,
                                                        contents: list[str], live_after: int) -> None:
     """Property 4: Offline Message Handling — for any message sent to an offline recipient,
-    the message should be persisted and delivered when the recipient comes online."""
+    the message should be persisted and delivered when the recipient comes online.
+    Requirements R2.2, R2.3: kept for an offline recipient, delivered when it comes online."""
     sender, (recipient,) = pick(data, phones, 1)
     phones.run(offline_scenario, phones, sender, recipient, contents, live_after)
 
@@ -127,7 +130,8 @@ BEHAVIOURS = ["acks", "never_acks", "offline", "reads"]
 @given(data=st.data(), behaviours=st.lists(st.sampled_from(BEHAVIOURS[:2]), min_size=1, max_size=3))
 def test_property_15_retry_then_failure(phones: Phones, data: st.DataObject, behaviours: list[str]) -> None:
     """Property 15: Message Retry and Failure Handling — for any failed message delivery, the
-    system should retry with backoff, and after maximum attempts, mark the message as failed."""
+    system should retry with backoff, and after maximum attempts, mark the message as failed.
+    Requirements R7.2, R7.4: retried with backoff, marked failed after the last attempt."""
     sender, others = pick(data, phones, len(behaviours))
     phones.run(retry_scenario, phones, sender, list(zip(others, behaviours, strict=True)))
 
@@ -161,7 +165,8 @@ async def retry_scenario(pool: Phones, sender: Phone, plan: list[tuple[Phone, st
 @given(data=st.data(), behaviours=st.lists(st.sampled_from(BEHAVIOURS), min_size=1, max_size=4))
 def test_property_16_status_api_is_accurate(phones: Phones, data: st.DataObject, behaviours: list[str]) -> None:
     """Property 16: Delivery Status API — for any message, the system should provide APIs to
-    query its delivery status and return accurate information."""
+    query its delivery status and return accurate information.
+    Requirement R7.5: the delivery status API."""
     sender, others = pick(data, phones, len(behaviours))
     outsider = next(p for p in phones.phones if p is not sender and p not in others) \
         if len(others) < len(phones.phones) - 1 else None

@@ -126,6 +126,7 @@ def test_property_5_direct_and_group_messaging(router: RouterThread, size: int, 
     *For any* valid user pair or group, the system should support message exchange between
     participants: the send succeeds, every other member is a fan-out target, and a
     non-member is refused (4003).
+    Requirements R2.4, R2.5: one-to-one and group messaging.
     """
     size = 2 if direct else size
     members = router.new_users(size)
@@ -174,6 +175,7 @@ def test_property_6_custom_message_round_trip(router: RouterThread, open_type: t
     *For any* valid custom message with structured data and metadata, storing then
     retrieving the message should preserve all custom fields and data without modification
     (JSON-equal, object key order kept).
+    Requirements R3.1, R3.3, R3.5: custom types stored and delivered unmodified.
     """
     name, chat_id, sender = open_type
     ack = send(router, chat_id, sender, content_type=name, content=content, metadata=metadata)
@@ -211,6 +213,7 @@ def test_property_7_message_schema_extensibility(router: RouterThread, versioned
     and process messages conforming to that schema: version 2 adds an optional field, content
     valid under v2 is accepted as version 2, v1 content is still accepted with
     content_version 1, and content that fails the schema is refused with 4022 and a path.
+    Requirements R3.2, R3.4: validated against extensible schemas.
     """
     name, chat_id, sender = versioned_type
     v2_content = {"title": title} if score is None else {"title": title, "score": score}

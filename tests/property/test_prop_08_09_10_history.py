@@ -137,6 +137,7 @@ def test_property_8_message_persistence_round_trip(history: HistoryThread, chat:
     *For any* message, storing it to the database then retrieving it should return an
     equivalent message with all data preserved: a message event published to the stream
     comes back from im.history.page JSON-equal, object key order kept at every level.
+    Requirement R5.1: every message persisted to MySQL.
     """
     event = message(chat, content, metadata)
     history.publish(event)
@@ -156,6 +157,7 @@ def test_property_9_cache_behavior_and_consistency(history: HistoryThread, kind:
     and cache invalidation should maintain consistency when data changes: once a message is
     cached, every page read that includes its edit/recall/delete event shows the new state,
     and the next cached read shows it too — never the stale content.
+    Requirements R5.2, R5.4: cached in Redis, invalidated on change.
     """
     chat = Chat(history)
     target = message(chat, before)
@@ -218,6 +220,7 @@ def test_property_10_cache_first_retrieval(history: HistoryThread, cached_chat: 
     *For any* message history request, the system should check cache first before
     querying the database: a page request within the cached window is answered from Redis
     without a MySQL read (counted on the storage's read method and by the metrics).
+    Requirement R5.3: cache first, then the database.
     """
     mysql_reads, hits = MYSQL_PAGE_READS[0], lookups("hit")
     request = {k: v for k, v in (("before_seq", before), ("after_seq", after)) if v is not None}

@@ -70,6 +70,7 @@ def clock(autojump_clock):
 
 
 async def test_batches_close_at_batch_max_across_fetched_batches(clock) -> None:
+    """Requirement R8.3: stream events are written in batches."""
     store, (send, receive) = FakeStore(), channel()
     writer = writer_for(store, batch_max=100)
     sent = msgs(1, 60) + msgs(61, 100) + msgs(161, 40)
@@ -104,6 +105,7 @@ async def test_a_small_batch_waits_batch_wait_then_goes(clock) -> None:
 
 
 async def test_failed_writes_retry_with_backoff_and_ack_only_after_success(clock) -> None:
+    """Requirement R5.5: a failed database write is retried."""
     store, (send, receive) = FakeStore(failures=6), channel()
     writer = writer_for(store, retry_max=0.5)
     batch = msgs(1, 5)
@@ -137,6 +139,7 @@ async def test_poison_is_terminated_and_does_not_block_the_rest(clock) -> None:
 
 
 async def test_drain_flushes_the_batch_in_hand_at_once(clock) -> None:
+    """Requirement R6.5: a draining writer stores what it holds before it stops."""
     store, (send, receive) = FakeStore(), channel()
     writer = EventWriter(store, batch_max=100, batch_wait=30.0, retry_base=0.1, retry_max=1.0)
     held = msgs(1, 4)
