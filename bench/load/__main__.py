@@ -1,0 +1,124 @@
+"""Load tool: the product against a bare relay, the same clients, the same run.
+
+    python -m bench.load [--pairs N] [--workers N] [--rates R,R,...] [--seconds S]
+                         [--idle N] [--members N] [--messages N] [--backlog-rounds N]
+                         [--no-horizontal] [--no-profile] [--smoke] [--out DIR]
+                         [--write BENCHMARKS.md]
+
+Starts its own servers (the relay, then isolated stacks: own nats-server, database and
+Redis prefix; MySQL/Redis from NJ_MYSQL_* / NJ_REDIS_URL), runs the scenarios, checks
+every product run with the history checker, writes DIR/load.json, DIR/load.md and
+DIR/load.png, and exits non-zero when a check failed (a message lost, duplicated or out
+of order). See BENCHMARKS.md (section load) for the scenarios and what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import report
+
+from . import plot, runs, tables
+
+SMOKE = ["--pairs", "5", "--workers", "1", "--rates", "20", "--seconds", "2", "--idle", "20",
+         "--members", "0", "--backlog-rounds", "0", "--no-horizontal", "--no-profile"]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=250, help="sender/recipient pairs")
+    parser.add_argument("--workers", type=int, default=2, help="client processes")
+    parser.add_argument("--rates", default="100,200,400,800,1600,3200", help="msg/s steps")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per step")
+    parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets (0: skip)")
+    parser.add_argument("--members", type=int, default=1000, help="group size (0: skip)")
+    parser.add_argument("--messages", type=int, default=20, help="group messages")
+    parser.add_argument("--backlog-rounds", type=int, default=3, help="1,000-pending drains")
+    parser.add_argument("--no-horizontal", action="store_true")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="seconds: " + " ".join(SMOKE))
+    parser.add_argument("--out", default="bench/results", help="where load.{json,md,png} go")
+    parser.add_argument("--write", metavar="FILE", help="replace the load section of FILE")
+    args = parser.parse_args(argv)
+    return parser.parse_args(argv + SMOKE) if args.smoke else args
+
+
+def options(args: argparse.Namespace, out: Path) -> runs.Options:
+    return runs.Options(args.pairs, args.workers, [float(r) for r in args.rates.split(",")],
+                        args.seconds, args.idle, args.members, args.messages, args.backlog_rounds,
+                        not args.no_horizontal,
+                        None if args.no_profile else out / "load-profile.txt")
+
+
+def run_all(opts: runs.Options) -> dict[str, Any]:
+    result: dict[str, Any] = {"relay": runs.relay_run(opts), "product": runs.product_run(opts)}
+    if fan := result["product"].get("fanout"):
+        fan["members"] = opts.members
+    if opts.horizontal:
+        reached = len(result["product"]["steps"])
+        result["horizontal"] = runs.horizontal_run(dataclasses.replace(opts, profile=None),
+                                                   opts.rates[:reached + 1])
+    return result
+
+
+def failed(result: dict[str, Any]) -> list[str]:
+    """What makes the run a failed one: a history check that found faults."""
+    return [f"{name}: {result[name]['check']['summary'].splitlines()[0]}"
+            for name in ("product", "horizontal")
+            if name in result and not result[name]["check"]["ok"]]
+
+
+def markdown(result: dict[str, Any], opts: runs.Options, benchmarks: Path) -> str:
+    product, relay = result["product"], result["relay"]
+    faults = failed(result)
+    parts = ["**Run: FAILED** — " + "; ".join(faults) if faults else
+             "Run: history check ok (every acked message stored once and held once, in order, "
+             "by its recipient).",
+             tables.summary(product, relay, tables.history_p99(benchmarks)),
+             f"Scenario 1 steps: {opts.pairs} pairs ({2 * opts.pairs} clients) in {opts.workers} "
+             f"client processes, {opts.seconds:g} s per step; latency is send → first arrival "
+             "(ms); 'held' = p99 < 50 ms, nothing missing after the drain, ≥ 90 % of the offered "
+             "rate achieved.",
+             tables.step_table(product, relay),
+             "Server CPU seconds per process and step (product):", tables.cpu_table(product),
+             tables.profile_table(product)]
+    if horizontal := result.get("horizontal"):
+        parts += ["Two gateways and two routers (every message enters on one gateway and "
+                  "leaves on the other): steps, then CPU seconds per process; events written "
+                  "to sockets per gateway: " + ", ".join(
+                      f"{g} {n:,.0f}" for g, n in horizontal["messages_out"].items()),
+                  tables.step_table(horizontal, relay), tables.cpu_table(horizontal)]
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    opts = options(args, out)
+    result = run_all(opts)
+    result["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    result["commit"] = report.commit()
+    (out / "load.json").write_text(json.dumps(result, indent=1, default=str))
+    plot.latency_plot({"natterjack": result["product"]["steps"], "relay": result["relay"]["steps"],
+                       **({"2 gw + 2 routers": result["horizontal"]["steps"]}
+                          if "horizontal" in result else {})}, out / "load.png")
+    body = markdown(result, opts, Path(args.write or "BENCHMARKS.md"))
+    (out / "load.md").write_text(body + "\n")
+    print(body)
+    if args.write:
+        command = "make bench-load (python -m bench.load " + " ".join(
+            sys.argv[1:] if argv is None else argv) + ")"
+        report.write_section(Path(args.write), "load", command, body)
+    return 1 if failed(result) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

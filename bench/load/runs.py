@@ -1,0 +1,191 @@
+"""One invocation's runs: the relay, the product, the product on two gateways and two
+routers; each on servers of its own, the same clients, the history checker on the product."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench import delivery, fanout
+from bench.delivery_clients import percentile
+from bench.delivery_load import CHEAP_ARGON2, counter
+from libs.config import MySQLConfig
+from libs.natsd import free_port
+from tests.checker import Expectations, Run, check, wait_stored
+from tools.stack import Stack, isolated_stack
+
+from . import idle, steps
+from .clients import DRAIN_S, Pair
+from .fleet import Fleet
+from .people import accounts, product_pairs, relay_pairs
+from .procs import Profile, stack_pids
+
+# Cheap password hashes (setup registers thousands of users) and tokens that outlive a run.
+STACK_ENV = {**CHEAP_ARGON2, "NJ_ACCESS_TOKEN_TTL_S": "3600"}
+RECONNECT_SPREAD_S = 5.0
+
+
+@dataclass(frozen=True)
+class Options:
+    pairs: int
+    workers: int
+    rates: list[float]
+    seconds: float
+    idle: int
+    members: int
+    messages: int
+    backlog_rounds: int
+    horizontal: bool
+    profile: Path | None  # where py-spy writes, None: no profile
+
+
+# ---- the relay ---------------------------------------------------------------------------
+class Relay:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.load.relay", str(self.port)])
+        self.url = f"ws://127.0.0.1:{self.port}/ws"
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1)
+            except urllib.error.HTTPError:
+                return  # it answers HTTP (400: not a WebSocket upgrade): it listens
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("the relay did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def relay_run(opts: Options) -> dict[str, Any]:
+    relay = Relay()
+    try:
+        pids = {"relay": relay.process.pid}
+        fleet = Fleet.start(relay_pairs(relay.url, opts.pairs), True, opts.workers)
+        try:
+            done = steps.rising(fleet, "relay", opts.rates, opts.seconds, pids)
+        finally:
+            fleet.finish()
+        urls = [f"{relay.url}?token=idle{i}" for i in range(opts.idle)]
+        held = idle.measure("relay", urls, relay.process.pid, opts.workers) if opts.idle else None
+    finally:
+        relay.stop()
+    return {"steps": done, "idle": held}
+
+
+# ---- the product -------------------------------------------------------------------------
+def mysql_of(stack: Stack) -> MySQLConfig:
+    env = stack.env
+    return MySQLConfig(env["NJ_MYSQL_HOST"], int(env["NJ_MYSQL_PORT"]), env["NJ_MYSQL_USER"],
+                       env["NJ_MYSQL_PASSWORD"], env["NJ_MYSQL_DATABASE"], 1)
+
+
+def merged(runs: list[Run]) -> Run:
+    return Run(*(tuple(x for run in runs for x in getattr(run, part))
+                 for part in ("sent", "acked", "failed", "received")))
+
+
+async def check_run(stack: Stack, pairs: list[Pair], runs: list[Run]) -> dict[str, Any]:
+    """Every acked message stored once, and held once, in order, by its recipient."""
+    run = merged(runs)
+    last: dict[str, int] = {}
+    for ack in run.acked:
+        last[ack.chat_id] = max(last.get(ack.chat_id, 0), ack.seq)
+    stored = await wait_stored(mysql_of(stack), last, timeout=60)
+    report = check(run, stored, Expectations(complete=[p.recipient.device for p in pairs],
+                                             chats=[p.chat_id for p in pairs]))
+    print(report.summary(), flush=True)
+    return {"ok": report.ok, "counts": report.counts, "redeliveries": report.redeliveries,
+            "stats": report.stats, "summary": report.summary()}
+
+
+def profiler(opts: Options, pids: dict[str, int], found: dict[str, Any]):  # noqa: ANN201
+    """Before the second step: py-spy on the service that used most CPU in the first."""
+    def before_step(i: int, done: list[dict[str, Any]]) -> None:
+        if opts.profile is None or i != 1 or "profile" in found:
+            return
+        cpu = {n: s for n, s in done[0]["cpu_s"].items() if n != "nats-server"}
+        hottest = max(cpu, key=lambda n: cpu[n])
+        found["profile"] = (hottest, Profile(pids[hottest], opts.seconds, opts.profile))
+    return before_step
+
+
+def reconnect_round(fleet: Fleet) -> dict[str, Any]:
+    """Scenario 6: recipients leave, one message each waits, all come back within 5 s."""
+    fleet.ask(("leave",), 60)
+    time.sleep(1.0)  # their gateway let them go: the message will be pending, not pushed
+    fleet.ask(("one_each",), 120)
+    time.sleep(1.0)
+    answers = fleet.ask(("reconnect", RECONNECT_SPREAD_S), RECONNECT_SPREAD_S + DRAIN_S + 120)
+    first = [ms for a in answers for ms in a["first_ms"]]
+    result = {"clients": sum(a["sent"] for a in answers), "spread_s": RECONNECT_SPREAD_S,
+              "arrived": sum(a["arrived"] for a in answers),
+              "missing": sum(a["missing"] for a in answers),
+              "first_p50": percentile(first, 50), "first_p99": percentile(first, 99)}
+    print(f"[product] reconnect: {result}", flush=True)
+    return result
+
+
+def rate_run(stack: Stack, opts: Options, label: str, ws_urls: list[str],
+             rates: list[float], reconnect: bool) -> dict[str, Any]:
+    """Scenario 1 (and 6) with the history check, on a running stack."""
+    pids = stack_pids(stack)
+    pairs = trio.run(product_pairs, stack.api, ws_urls, opts.pairs)
+    found: dict[str, Any] = {}
+    fleet = Fleet.start(pairs, False, opts.workers)
+    try:
+        done = steps.rising(fleet, label, rates, opts.seconds, pids, profiler(opts, pids, found))
+        again = reconnect_round(fleet) if reconnect else None
+        runs = fleet.finish()
+    except BaseException:
+        fleet.stop()
+        raise
+    result = {"steps": done, "reconnect": again, "check": trio.run(check_run, stack, pairs, runs)}
+    if "profile" in found:
+        name, profile = found["profile"]
+        profile.wait()
+        result["profile"] = {"service": name, "top": profile.top()}
+    return result
+
+
+def product_run(opts: Options) -> dict[str, Any]:
+    with isolated_stack(STACK_ENV) as stack:
+        result = rate_run(stack, opts, "product", [stack.ws_url], opts.rates, reconnect=True)
+        if opts.backlog_rounds:
+            result["backlog"] = trio.run(delivery.backlog, stack.api, stack.ws_url,
+                                         opts.backlog_rounds, 1000)
+        if opts.idle:
+            tokens = [t for t, _ in trio.run(accounts, stack.api, opts.idle)]
+            urls = [f"{stack.ws_url}?token={t}" for t in tokens]
+            result["idle"] = idle.measure("product", urls, stack.processes["gateway"].pid,
+                                          opts.workers)
+    if opts.members:
+        with isolated_stack(STACK_ENV) as stack:
+            result["fanout"] = trio.run(fanout.run, stack.api, stack.ws_url, opts.members,
+                                        opts.messages)
+    return result
+
+
+def horizontal_run(opts: Options, rates: list[float]) -> dict[str, Any]:
+    """Two gateways and two routers: every message crosses from one gateway to the other."""
+    with isolated_stack(STACK_ENV) as stack:
+        _, ws2 = stack.start_gateway("gateway2")
+        stack.start_replica("router", "router2")
+        before = {g: counter(stack, g, "messages_out_total") for g in ("gateway", "gateway2")}
+        result = rate_run(stack, opts, "2 gw + 2 routers", [stack.ws_url, ws2], rates, False)
+        result["messages_out"] = {g: counter(stack, g, "messages_out_total") - before[g]
+                                  for g in before}
+    return result

@@ -1,0 +1,134 @@
+"""The Markdown of a load run: goals against measured figures, steps, profile, scaling."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from bench.report import table
+
+from .steps import P99_GOAL_MS, sustained
+
+HISTORY_ROW = re.compile(r"^\| \((a|b)\) [^|]*\| [^|]*\| ([0-9.]+) \|", re.M)
+
+
+def mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "–"
+
+
+def at_rate(run_steps: list[dict[str, Any]], rate: float) -> dict[str, Any] | None:
+    return next((s for s in run_steps if s["offered"] == rate), None)
+
+
+def history_p99(benchmarks: Path) -> dict[str, str]:
+    """The latest history figures from BENCHMARKS.md (its own bench; 1 M rows there)."""
+    text = benchmarks.read_text() if benchmarks.exists() else ""
+    return {kind: p99 for kind, p99 in HISTORY_ROW.findall(text)}
+
+
+def rate_rows(product: dict[str, Any], relay: dict[str, Any]) -> list[list[str]]:
+    ours, base = sustained(product["steps"]), sustained(relay["steps"])
+    top_relay = max(s["offered"] for s in relay["steps"])
+    relay_text = f"{base:,.0f}" + (" (every step held: a floor)" if base == top_relay else "")
+    at_1000 = at_rate(product["steps"], 1000)
+    cpu = [(s, at_rate(relay["steps"], s["offered"])) for s in product["steps"]]
+    cpu_ratios = [s["cpu_ms_per_msg"] / r["cpu_ms_per_msg"] for s, r in cpu if r]
+    held_ratio = cpu_ratios[0] if cpu_ratios else float("nan")
+    return [
+        ["1 durable 1:1", f"sustained msg/s (p99 < {P99_GOAL_MS:.0f} ms, 0 missing)", f"{ours:,.0f}",
+         relay_text, ratio(ours, base), "≥ 2,000", mark(ours >= 2000)],
+        ["1 durable 1:1", "p99 at 1,000 msg/s offered (ms)",
+         f"{at_1000['p99']:,.1f}" if at_1000 else "not reached", "", "", "< 20",
+         mark(bool(at_1000) and at_1000["p99"] < 20)],  # type: ignore[index]
+        ["1 durable 1:1", "server CPU per message, lowest step (ms)",
+         f"{product['steps'][0]['cpu_ms_per_msg']:.2f}", f"{relay['steps'][0]['cpu_ms_per_msg']:.3f}",
+         f"{held_ratio:.1f}×", "≤ 4×", mark(held_ratio <= 4)]]
+
+
+def idle_rows(product: dict[str, Any], relay: dict[str, Any]) -> list[list[str]]:
+    ours, base = product.get("idle"), relay.get("idle")
+    if not ours or not base:
+        return []
+    return [
+        ["2 idle", "WebSockets open on one gateway", f"{ours['opened']:,} of {ours['wanted']:,}",
+         f"{base['opened']:,}", "", "≥ 19,000", mark(ours["opened"] >= 19000)],
+        ["2 idle", "RSS per connection (KiB)", f"{ours['kib_per_connection']:.1f}",
+         f"{base['kib_per_connection']:.1f}",
+         ratio(ours["kib_per_connection"], base["kib_per_connection"]), "≤ 24",
+         mark(ours["kib_per_connection"] <= 24)],
+        ["2 idle", "connects/s (token check + session + presence)", f"{ours['connects_per_s']:,.0f}",
+         f"{base['connects_per_s']:,.0f}", ratio(ours["connects_per_s"], base["connects_per_s"]),
+         "≥ 1,000", mark(ours["connects_per_s"] >= 1000)]]
+
+
+def other_rows(product: dict[str, Any], history: dict[str, str]) -> list[list[str]]:
+    rows = []
+    if fan := product.get("fanout"):
+        rows += [["3 group", f"last delivery p99 (ms), {fan['members']:,} members",
+                  f"{fan['p99']:,.0f}", "", "", "< 200", mark(fan["p99"] < 200)],
+                 ["3 group", "deliveries/s through one gateway", f"{fan['rate']:,.0f}", "", "",
+                  "≥ 25,000", mark(fan["rate"] >= 25000)]]
+    for kind, goal, name in (("a", 10, "cached"), ("b", 50, "MySQL")):
+        if kind in history:
+            rows.append(["4 history", f"page of 50, {name}, p99 (ms; bench.history, 1 M rows)",
+                         history[kind], "", "", f"< {goal}", mark(float(history[kind]) < goal)])
+    if backlog := product.get("backlog"):
+        worst = max(r["drain"] for r in backlog) * 1000
+        rows.append(["5 reconnect", "1,000 pending drained (ms, worst round)", f"{worst:,.0f}",
+                     "", "", "< 1,000", mark(worst < 1000)])
+    if again := product.get("reconnect"):
+        rows.append(["6 reconnect", f"{again['clients']:,} clients back within "
+                     f"{again['spread_s']:.0f} s: missing / p99 to first message (ms)",
+                     f"{again['missing']} / {again['first_p99']:,.0f}", "", "",
+                     "0 lost (5,000 clients)", mark(again["missing"] == 0)])
+    return rows
+
+
+def summary(product: dict[str, Any], relay: dict[str, Any], history: dict[str, str]) -> str:
+    return table(["scenario", "measure", "natterjack", "relay", "ratio", "goal", "met"],
+                 rate_rows(product, relay) + idle_rows(product, relay) + other_rows(product, history))
+
+
+def step_table(product: dict[str, Any], relay: dict[str, Any]) -> str:
+    rows = []
+    for rate in sorted({s["offered"] for s in product["steps"] + relay["steps"]}):
+        ours, base = at_rate(product["steps"], rate), at_rate(relay["steps"], rate)
+        rows.append([f"{rate:,.0f}", *step_cells(ours), *step_cells(base, short=True),
+                     ratio(ours["p99"], base["p99"]) if ours and base else "",
+                     ratio(ours["cpu_ms_per_msg"], base["cpu_ms_per_msg"]) if ours and base else ""])
+    return table(["offered msg/s", "achieved", "p50", "p90", "p99 (ms)", "missing", "CPU ms/msg",
+                  "held", "relay achieved", "relay p99", "relay CPU ms/msg", "p99 ratio",
+                  "CPU ratio"], rows)
+
+
+def step_cells(step: dict[str, Any] | None, short: bool = False) -> list[str]:
+    if step is None:
+        return ["–"] * (3 if short else 8)
+    if short:
+        return [f"{step['achieved']:,.0f}", f"{step['p99']:.1f}", f"{step['cpu_ms_per_msg']:.3f}"]
+    return [f"{step['achieved']:,.0f}", f"{step['p50']:.1f}", f"{step['p90']:.1f}",
+            f"{step['p99']:.1f}", str(step["missing"]), f"{step['cpu_ms_per_msg']:.2f}",
+            mark(step["held"])]
+
+
+def cpu_table(run: dict[str, Any]) -> str:
+    """CPU seconds per server process and step: who carries the load."""
+    names = list(run["steps"][0]["cpu_s"])
+    rows = [[f"{s['offered']:,.0f}", *(f"{s['cpu_s'][n]:.1f}" for n in names)] for s in run["steps"]]
+    return table(["offered msg/s", *(n.replace("_", "-") for n in names)], rows)
+
+
+def profile_table(product: dict[str, Any]) -> str:
+    found = product.get("profile")
+    if not found or not found["top"]:
+        return "No profile taken (py-spy missing or not root)."
+    rows = [[f"`{frame}`", f"{own * 100:.1f} %", f"{incl * 100:.1f} %"]
+            for frame, own, incl in found["top"]]
+    return (f"py-spy, {found['service']} (the service with most CPU in the first step), "
+            "during the second step; frames with most own time:\n\n"
+            + table(["frame", "own", "inclusive"], rows))
