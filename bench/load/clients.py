@@ -151,8 +151,13 @@ class Worker:
 
     async def drain(self) -> None:
         with trio.move_on_after(DRAIN_S):
-            while len(self.tally.arrived) < len(self.expected()):  # noqa: ASYNC110 - polled
+            while not self.settled():  # noqa: ASYNC110 - polled
                 await trio.sleep(0.02)
+
+    def settled(self) -> bool:
+        """Every send answered (product) and every one that must arrive arrived."""
+        answered = self.relay or len(self.tally.answered) >= len(self.tally.sent)
+        return answered and len(self.tally.arrived) >= len(self.expected())
 
     def expected(self) -> set[str]:
         """Sends that must arrive: all of them on the relay, the acked ones on the product."""
@@ -163,7 +168,9 @@ class Worker:
     def summary(self, started: float) -> dict[str, Any]:
         tally = self.tally
         missing = len(self.expected() - tally.arrived)
+        unanswered = 0 if self.relay else len(tally.sent) - len(tally.answered)
         return {"sent": len(tally.sent), "answered": len(tally.answered), "refused": len(tally.refused),
+                "unanswered": unanswered,
                 "arrived": len(tally.arrived), "missing": missing,
                 "latencies_ms": tally.latencies_ms, "first_ms": tally.first_ms,
                 "window_s": max(tally.last_arrival - started, 1e-9)}

@@ -30,6 +30,7 @@ from .procs import Profile, stack_pids
 # Cheap password hashes (setup registers thousands of users) and tokens that outlive a run.
 STACK_ENV = {**CHEAP_ARGON2, "NJ_ACCESS_TOKEN_TTL_S": "3600"}
 RECONNECT_SPREAD_S = 5.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class Options:
 class Relay:
     def __init__(self) -> None:
         self.port = free_port()
-        self.process = subprocess.Popen([sys.executable, "-m", "bench.load.relay", str(self.port)])
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.load.relay", str(self.port)],
+                                        cwd=REPO)
         self.url = f"ws://127.0.0.1:{self.port}/ws"
         self.wait_ready()
 
@@ -133,7 +135,7 @@ def reconnect_round(fleet: Fleet) -> dict[str, Any]:
     first = [ms for a in answers for ms in a["first_ms"]]
     result = {"clients": sum(a["sent"] for a in answers), "spread_s": RECONNECT_SPREAD_S,
               "arrived": sum(a["arrived"] for a in answers),
-              "missing": sum(a["missing"] for a in answers),
+              "missing": sum(a["missing"] + a["unanswered"] for a in answers),
               "first_p50": percentile(first, 50), "first_p99": percentile(first, 99)}
     print(f"[product] reconnect: {result}", flush=True)
     return result

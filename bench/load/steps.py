@@ -34,7 +34,7 @@ def merge(answers: list[dict[str, Any]], rate: float, seconds: float,
     total_cpu = sum(cpu.values())
     step = {"offered": rate, "seconds": seconds, "sent": sum(a["sent"] for a in answers),
             "refused": sum(a["refused"] for a in answers), "arrived": arrived,
-            "missing": sum(a["missing"] for a in answers), "achieved": arrived / window,
+            "missing": sum(a["missing"] + a["unanswered"] for a in answers), "achieved": arrived / window,
             "p50": percentile(lat, 50), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
             "cpu_s": cpu, "cpu_ms_per_msg": total_cpu * 1000 / max(arrived, 1)}
     step["held"] = holds(step)
