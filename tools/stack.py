@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libs.natsd import NatsServer, free_port, start_nats
+from libs.natsd import NatsServer, free_port, new_passwords, start_nats
 
 SERVICES = ("auth", "router", "history", "delivery_retry", "gateway")
 
@@ -27,6 +27,7 @@ class Stack:
     ports: dict[str, int]
     ws_port: int
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    nats_users: dict[str, str] = field(default_factory=dict)  # user -> password; empty: no auth
 
     @property
     def api(self) -> str:
@@ -41,8 +42,16 @@ class Stack:
         name = name or service
         log = open(self.log_dir / f"{name}.out", "ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"], env={**self.env, **(env or {})},
+            [sys.executable, "-m", f"services.{service}"],
+            env={**self.env, **self.credentials(service), **(env or {})},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def credentials(self, service: str) -> dict[str, str]:
+        """The service's own NATS user, when the nats-server enforces users."""
+        user = service.replace("_", "-")
+        if user not in self.nats_users:
+            return {}
+        return {"NJ_NATS_USER": user, "NJ_NATS_PASSWORD": self.nats_users[user]}
 
     def start_gateway(self, name: str) -> tuple[str, str]:
         """Another gateway process on ports of its own; returns (api base URL, ws URL)."""
@@ -96,13 +105,16 @@ class Stack:
             self.stop(service)
 
 
-def build_stack(base_env: dict[str, str], log_dir: Path) -> Stack:
+def build_stack(base_env: dict[str, str], log_dir: Path,
+                nats_users: dict[str, str] | None = None) -> Stack:
+    """``nats_users`` (those of a ``running_nats(users=True)``): each service connects as
+    its own user."""
     ports = {s: free_port() for s in SERVICES}
     env = {**os.environ, **base_env, "NJ_AUTH_DEV_GENERATE_KEY": "true",
            "NJ_GATEWAY_WS_PORT": str(free_port())}
     for service, port in ports.items():
         env[f"NJ_{service.upper()}_HTTP_PORT"] = str(port)
-    return Stack(env, log_dir, ports, int(env["NJ_GATEWAY_WS_PORT"]))
+    return Stack(env, log_dir, ports, int(env["NJ_GATEWAY_WS_PORT"]), nats_users=nats_users or {})
 
 
 def start_stack(stack: Stack) -> Stack:
@@ -114,10 +126,15 @@ def start_stack(stack: Stack) -> Stack:
 
 
 @contextlib.contextmanager
-def running_nats(prefix: str = "nj-nats-") -> Iterator[NatsServer]:
-    """Our own nats-server on a free port with a temporary store, removed afterwards."""
+def running_nats(prefix: str = "nj-nats-", *, users: bool = False) -> Iterator[NatsServer]:
+    """Our own nats-server on a free port with a temporary store, removed afterwards.
+
+    ``users``: it admits only a user per service (permissions of proto/subjects.yaml) and
+    ``admin``, with fresh passwords in ``server.users``.
+    """
     store = Path(tempfile.mkdtemp(prefix=prefix))
-    server = start_nats(store, log_file=store / "nats.log")
+    server = start_nats(store, log_file=store / "nats.log",
+                        users=new_passwords() if users else None)
     try:
         yield server
     finally:
