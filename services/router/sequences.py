@@ -61,6 +61,10 @@ class Sequencer:
         self._mysql_high: dict[str, int] = {}   # highest number MySQL handed out, per chat
         self._confirmed: dict[str, int] = {}    # PubAck'd, not yet flushed
         self._unreserved: dict[str, int] = {}   # handed out while MySQL was down
+        # Taken by MySQL allocations and by resyncs, never by the Redis fast path: a resync
+        # must read the high-water mark after every MySQL allocation in flight has committed,
+        # and reserve above the number it hands out before MySQL may allocate again.
+        self._switching: dict[str, trio.Lock] = {}
 
         client = cache.client
         self._incr = client.register_script(_INCR_EXISTING)
@@ -82,13 +86,17 @@ class Sequencer:
     async def _from_redis(self, chat_id: str) -> int:
         key = self.cache.keys.seq(chat_id)
         if chat_id in self._stale:
-            return await self._resync(chat_id, key)
+            resynced = await self._resync(chat_id, key, only_stale=True)
+            if resynced is not None:
+                return resynced
         seq = await self.cache.run(lambda r: self._incr(keys=[key], client=r))
         if seq is None:
             return await self._resume(chat_id, key)
         if int(seq) <= self._mysql_high.get(chat_id, 0):
             # The counter is behind numbers MySQL already handed out (another path reset it).
-            return await self._resync(chat_id, key)
+            resynced = await self._resync(chat_id, key)
+            assert resynced is not None  # only_stale=False always resyncs
+            return resynced
         return int(seq)
 
     async def _resume(self, chat_id: str, key: str) -> int:
@@ -105,15 +113,30 @@ class Sequencer:
                 self.on_gap(chat_id, first, hwm)
         return int(seq)
 
-    async def _resync(self, chat_id: str, key: str) -> int:
-        hwm = (await self._marks(chat_id))["seq_hwm"]
-        seq = int(await self.cache.run(lambda r: self._resync_script(keys=[key], args=[hwm], client=r)))
-        self._stale.discard(chat_id)
+    async def _resync(self, chat_id: str, key: str, only_stale: bool = False) -> int | None:
+        """Lift the counter above MySQL's mark and INCR; None when ``only_stale`` and another
+        send resynced the chat while this one waited (the counter is live: just INCR)."""
+        async with self._switch_lock(chat_id):
+            if only_stale and chat_id not in self._stale:
+                return None
+            hwm = (await self._marks(chat_id))["seq_hwm"]
+            seq = int(await self.cache.run(
+                lambda r: self._resync_script(keys=[key], args=[hwm], client=r)))
+            if reservation_needed(seq, self._reserved.get(chat_id, 0)):
+                await self._reserve(chat_id, seq)
+            self._stale.discard(chat_id)
         logger.info("router.seq_counter_resynced", chat_id=chat_id, above=hwm)
         return seq
 
+    def _switch_lock(self, chat_id: str) -> trio.Lock:
+        return self._switching.setdefault(chat_id, trio.Lock())
+
     async def _from_mysql(self, chat_id: str) -> int:
         """Redis is down: the high-water mark itself is the counter (one row update)."""
+        async with self._switch_lock(chat_id):
+            return await self._from_mysql_locked(chat_id)
+
+    async def _from_mysql_locked(self, chat_id: str) -> int:
         def run(cur: Any) -> tuple[int, int] | None:
             if not cur.execute("UPDATE router_conversations SET seq_hwm = LAST_INSERT_ID(seq_hwm + 1)"
                                " WHERE chat_id = %s", (chat_id,)):
