@@ -139,6 +139,8 @@ class CommonConfig:
     log_file: str
     shutdown_deadline: float
     presence_ttl_s: float
+    health_cache_s: float
+    health_timeout_s: float
 
     @classmethod
     def read(cls, env: EnvReader, service: str, default_port: int) -> CommonConfig:
@@ -162,4 +164,6 @@ class CommonConfig:
             log_file=env.environ.get("NJ_LOG_FILE", ""),
             shutdown_deadline=env.float("NJ_SHUTDOWN_DEADLINE_S", 10.0, min=0.1, max=600),
             presence_ttl_s=env.float("NJ_PRESENCE_TTL_S", 60.0, min=1, max=3600),
+            health_cache_s=env.float("NJ_HEALTH_CACHE_S", 1.0, min=0, max=60),
+            health_timeout_s=env.float("NJ_HEALTH_PROBE_TIMEOUT_S", 2.0, min=0.05, max=60),
         )

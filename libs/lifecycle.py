@@ -58,7 +58,8 @@ async def run_service(config: CommonConfig, start: Starter, *, uses_db: bool = T
     ``uses_jetstream``: the ``nats`` check also asks JetStream (``degraded`` when it does
     not answer). ``tls``: (certificate, key) PEM files; the HTTP port then speaks HTTPS.
     """
-    health = Health(config.service)
+    health = Health(config.service, cache_for=config.health_cache_s,
+                    timeout=config.health_timeout_s)
     async with open_bus(config.nats_url, name=config.service, user=config.nats_user,
                         password=config.nats_password) as bus:
         health.add("nats", nats_probe(bus, uses_jetstream))
