@@ -137,6 +137,8 @@ class CommonConfig:
     http_port: int
     log_level: str
     log_file: str
+    log_max_bytes: int  # NJ_LOG_FILE rotates past this size
+    log_backups: int  # rotated files kept
     shutdown_deadline: float
     presence_ttl_s: float
     health_cache_s: float
@@ -162,6 +164,8 @@ class CommonConfig:
                               min=0, max=65535),
             log_level=env.str("NJ_LOG_LEVEL", "info", choices=("debug", "info", "warning", "error")),
             log_file=env.environ.get("NJ_LOG_FILE", ""),
+            log_max_bytes=env.int("NJ_LOG_MAX_BYTES", 50 * 1024 * 1024, min=1024),
+            log_backups=env.int("NJ_LOG_BACKUPS", 5, min=1, max=1000),
             shutdown_deadline=env.float("NJ_SHUTDOWN_DEADLINE_S", 10.0, min=0.1, max=600),
             presence_ttl_s=env.float("NJ_PRESENCE_TTL_S", 60.0, min=1, max=3600),
             health_cache_s=env.float("NJ_HEALTH_CACHE_S", 1.0, min=0, max=60),

@@ -14,5 +14,5 @@ try:
     config = load()
 except ConfigError as exc:
     sys.exit(f"auth: {exc}")
-log.setup("auth", config.common.log_level, config.common.log_file)
+log.setup_from(config.common)
 trio.run(app.main, config)

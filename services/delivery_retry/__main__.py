@@ -8,5 +8,5 @@ from . import app, config
 
 if __name__ == "__main__":
     settings = config.load()
-    log.setup(settings.common.service, settings.common.log_level, settings.common.log_file)
+    log.setup_from(settings.common)
     trio.run(app.main, settings)

@@ -5,5 +5,5 @@ from libs import log
 from . import app, config
 
 cfg = config.load()
-log.setup(cfg.common.service, cfg.common.log_level, cfg.common.log_file)
+log.setup_from(cfg.common)
 trio.run(app.main, cfg)

@@ -9,7 +9,7 @@ from . import app, config
 
 def run() -> None:
     settings = config.load()
-    log.setup("history", settings.common.log_level, settings.common.log_file)
+    log.setup_from(settings.common)
     trio.run(app.main, settings)
 
 
