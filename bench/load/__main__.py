@@ -18,13 +18,14 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from bench import report
 
-from . import plot, runs, tables
+from . import notes, plot, runs, tables
 
 SMOKE = ["--pairs", "5", "--workers", "1", "--rates", "20", "--seconds", "2", "--idle", "20",
          "--members", "0", "--backlog-rounds", "0", "--no-horizontal", "--no-profile"]
@@ -78,6 +79,7 @@ def failed(result: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any], opts: runs.Options, benchmarks: Path) -> str:
     product, relay = result["product"], result["relay"]
     faults = failed(result)
+    load = result["load_average"]
     parts = ["**Run: FAILED** — " + "; ".join(faults) if faults else
              "Run: history check ok (every acked message stored once and held once, in order, "
              "by its recipient).",
@@ -87,15 +89,20 @@ def markdown(result: dict[str, Any], opts: runs.Options, benchmarks: Path) -> st
              "(ms); 'held' = p99 < 50 ms, nothing missing after the drain, ≥ 90 % of the offered "
              "rate achieved.",
              tables.step_table(product, relay),
-             "Server CPU seconds per process and step (product):", tables.cpu_table(product),
+             "Server CPU seconds per process and step (product); at rest, every client "
+             f"connected and nothing sent, the servers used {product['resting_cpu']:.2f} CPU "
+             "s/s (counted in the per-message figures above):", tables.cpu_table(product),
              tables.profile_table(product)]
+    if "when" in result:
+        parts.insert(0, f"Taken {result['when']} on a machine shared with other work: load "
+                     f"average {load[0]:.1f} before, {load[1]:.1f} after (2 cores).")
     if horizontal := result.get("horizontal"):
         parts += ["Two gateways and two routers (every message enters on one gateway and "
                   "leaves on the other): steps, then CPU seconds per process; events written "
                   "to sockets per gateway: " + ", ".join(
                       f"{g} {n:,.0f}" for g, n in horizontal["messages_out"].items()),
                   tables.step_table(horizontal, relay), tables.cpu_table(horizontal)]
-    return "\n\n".join(parts)
+    return "\n\n".join([*parts, notes.HOW, notes.SCALING])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     opts = options(args, out)
+    before = os.getloadavg()[0]
     result = run_all(opts)
+    result["load_average"] = [before, os.getloadavg()[0]]
     result["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     result["commit"] = report.commit()
     (out / "load.json").write_text(json.dumps(result, indent=1, default=str))

@@ -22,6 +22,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from bench.delivery_clients import own_cpu
 from tests.checker import Device, Recorder
 
 EVENT_FRAMES = {"new_message", "message_updated", "chat_updated", "void"}
@@ -50,10 +51,12 @@ class Tally:
     sent: dict[str, int] = field(default_factory=dict)  # frame id -> send time (ns)
     answered: set[str] = field(default_factory=set)  # acked or refused
     refused: set[str] = field(default_factory=set)
+    codes: dict[str, int] = field(default_factory=dict)  # refusals by error code
     arrived: set[str] = field(default_factory=set)  # frame ids held by their recipient
     latencies_ms: list[float] = field(default_factory=list)
     first_ms: list[float] = field(default_factory=list)  # reconnect: handshake -> first event
     last_arrival: float = 0.0
+    cpu_at_start: float = field(default_factory=own_cpu)
 
 
 def frame(**fields: Any) -> str:
@@ -92,12 +95,17 @@ class Worker:
         if kind in ("message_ack", "error") and got.get("id") in self.tally.sent:
             self.tally.answered.add(got["id"])
             if kind == "error":
-                self.tally.refused.add(got["id"])
+                self.refuse(got)
             self.windows[device].release()
         elif kind in EVENT_FRAMES:
             if kind == "new_message":
                 self.arrival(device, got)
             await self.ack(device, ws, got["chat_id"], got["seq"])
+
+    def refuse(self, got: dict[str, Any]) -> None:
+        self.tally.refused.add(got["id"])
+        code = str(got.get("code"))
+        self.tally.codes[code] = self.tally.codes.get(code, 0) + 1
 
     def arrival(self, device: Device, got: dict[str, Any]) -> None:
         key = got.get("client_msg_id") or got.get("id")
@@ -170,10 +178,12 @@ class Worker:
         missing = len(self.expected() - tally.arrived)
         unanswered = 0 if self.relay else len(tally.sent) - len(tally.answered)
         return {"sent": len(tally.sent), "answered": len(tally.answered), "refused": len(tally.refused),
+                "codes": tally.codes,
                 "unanswered": unanswered,
                 "arrived": len(tally.arrived), "missing": missing,
                 "latencies_ms": tally.latencies_ms, "first_ms": tally.first_ms,
-                "window_s": max(tally.last_arrival - started, 1e-9)}
+                "window_s": max(tally.last_arrival - started, 1e-9),
+                "client_cpu_s": own_cpu() - tally.cpu_at_start}
 
     # ---- reconnect round ---------------------------------------------------------------
     async def one_each(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ class Profile:
         if spy and os.geteuid() == 0:
             self.process = subprocess.Popen(
                 [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "50",
-                 "--format", "raw", "--nonblocking", "-o", str(out)],
+                 "--format", "raw", "--gil", "--nonblocking", "-o", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait(self) -> None:
@@ -51,29 +51,27 @@ class Profile:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-    def top(self, n: int = 12) -> list[tuple[str, float, float]]:
-        """(frame, self share, inclusive share) of the ``n`` frames with most inclusive time
-        in project code, ordered by self time among them."""
-        if not self.out.exists():
-            return []
+    def top(self, n: int = 10) -> dict[str, list[tuple[str, float]]]:
+        """Shares of the samples: the frames with most own time, and the project's
+        functions (services/, libs/) with most inclusive time."""
         own: collections.Counter[str] = collections.Counter()
-        inclusive: collections.Counter[str] = collections.Counter()
+        ours: collections.Counter[str] = collections.Counter()
         total = 0
-        for line in self.out.read_text().splitlines():
+        for line in self.out.read_text().splitlines() if self.out.exists() else []:
             stack, _, count = line.rpartition(" ")
-            frames = [short(f) for f in stack.split(";") if f]
+            frames = [f for f in stack.split(";") if f]
             if not frames or not count.isdigit():
                 continue
             total += int(count)
-            own[frames[-1]] += int(count)
-            for frame in set(frames):
-                inclusive[frame] += int(count)
-        hot = [f for f, _ in own.most_common(n)]
-        return [(f, own[f] / total, inclusive[f] / total) for f in hot] if total else []
+            own[short(frames[-1])] += int(count)
+            for frame in {short(f, line=False) for f in frames if "(services/" in f or "(libs/" in f}:
+                ours[frame] += int(count)
+        return {kind: [(f, c / total) for f, c in counter.most_common(n)]
+                for kind, counter in (("own", own), ("project", ours))} if total else {}
 
 
-def short(frame: str) -> str:
-    """``func (/long/path/to/pkg/mod.py:12)`` -> ``func (pkg/mod.py:12)``."""
+def short(frame: str, line: bool = True) -> str:
+    """``func (/long/path/to/pkg/mod.py:12)`` -> ``func (pkg/mod.py:12)``, or without ``:12``."""
     name, _, where = frame.partition(" (")
-    parts = where.rstrip(")").split("/")
-    return f"{name} ({'/'.join(parts[-2:])})" if where else name
+    place = "/".join(where.rstrip(")").split("/")[-2:])
+    return f"{name} ({place if line else place.rpartition(':')[0]})" if where else name

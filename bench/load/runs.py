@@ -25,7 +25,7 @@ from . import idle, steps
 from .clients import DRAIN_S, Pair
 from .fleet import Fleet
 from .people import accounts, product_pairs, relay_pairs
-from .procs import Profile, stack_pids
+from .procs import Profile, cpu_of, stack_pids
 
 # Cheap password hashes (setup registers thousands of users) and tokens that outlive a run.
 STACK_ENV = {**CHEAP_ARGON2, "NJ_ACCESS_TOKEN_TTL_S": "3600"}
@@ -141,6 +141,13 @@ def reconnect_round(fleet: Fleet) -> dict[str, Any]:
     return result
 
 
+def resting_cpu(pids: dict[str, int], seconds: float = 3.0) -> float:
+    """Server CPU seconds per second with every client connected and nothing sent."""
+    before = sum(cpu_of(pids).values())
+    time.sleep(seconds)
+    return (sum(cpu_of(pids).values()) - before) / seconds
+
+
 def rate_run(stack: Stack, opts: Options, label: str, ws_urls: list[str],
              rates: list[float], reconnect: bool) -> dict[str, Any]:
     """Scenario 1 (and 6) with the history check, on a running stack."""
@@ -149,13 +156,15 @@ def rate_run(stack: Stack, opts: Options, label: str, ws_urls: list[str],
     found: dict[str, Any] = {}
     fleet = Fleet.start(pairs, False, opts.workers)
     try:
+        at_rest = resting_cpu(pids)
         done = steps.rising(fleet, label, rates, opts.seconds, pids, profiler(opts, pids, found))
         again = reconnect_round(fleet) if reconnect else None
         runs = fleet.finish()
     except BaseException:
         fleet.stop()
         raise
-    result = {"steps": done, "reconnect": again, "check": trio.run(check_run, stack, pairs, runs)}
+    result = {"steps": done, "reconnect": again, "resting_cpu": at_rest,
+              "check": trio.run(check_run, stack, pairs, runs)}
     if "profile" in found:
         name, profile = found["profile"]
         profile.wait()

@@ -36,7 +36,10 @@ def merge(answers: list[dict[str, Any]], rate: float, seconds: float,
             "refused": sum(a["refused"] for a in answers), "arrived": arrived,
             "missing": sum(a["missing"] + a["unanswered"] for a in answers), "achieved": arrived / window,
             "p50": percentile(lat, 50), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
+            "client_cpu_s": sum(a["client_cpu_s"] for a in answers),
             "cpu_s": cpu, "cpu_ms_per_msg": total_cpu * 1000 / max(arrived, 1)}
+    step["codes"] = {c: sum(a["codes"].get(c, 0) for a in answers)
+                     for c in {c for a in answers for c in a["codes"]}}
     step["held"] = holds(step)
     return step
 

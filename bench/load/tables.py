@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def step_table(product: dict[str, Any], relay: dict[str, Any]) -> str:
 
 def step_cells(step: dict[str, Any] | None, short: bool = False) -> list[str]:
     if step is None:
-        return ["–"] * (3 if short else 8)
+        return ["–"] * (3 if short else 7)
     if short:
         return [f"{step['achieved']:,.0f}", f"{step['p99']:.1f}", f"{step['cpu_ms_per_msg']:.3f}"]
     return [f"{step['achieved']:,.0f}", f"{step['p50']:.1f}", f"{step['p90']:.1f}",
@@ -119,16 +120,20 @@ def step_cells(step: dict[str, Any] | None, short: bool = False) -> list[str]:
 def cpu_table(run: dict[str, Any]) -> str:
     """CPU seconds per server process and step: who carries the load."""
     names = list(run["steps"][0]["cpu_s"])
-    rows = [[f"{s['offered']:,.0f}", *(f"{s['cpu_s'][n]:.1f}" for n in names)] for s in run["steps"]]
-    return table(["offered msg/s", *(n.replace("_", "-") for n in names)], rows)
+    rows = [[f"{s['offered']:,.0f}", *(f"{s['cpu_s'][n]:.1f}" for n in names),
+             f"{sum(s['cpu_s'].values()):.1f}", f"{s['client_cpu_s']:.1f}"] for s in run["steps"]]
+    return table(["offered msg/s", *(n.replace("_", "-") for n in names), "all servers",
+                  "client processes"], rows)
 
 
 def profile_table(product: dict[str, Any]) -> str:
     found = product.get("profile")
     if not found or not found["top"]:
         return "No profile taken (py-spy missing or not root)."
-    rows = [[f"`{frame}`", f"{own * 100:.1f} %", f"{incl * 100:.1f} %"]
-            for frame, own, incl in found["top"]]
-    return (f"py-spy, {found['service']} (the service with most CPU in the first step), "
-            "during the second step; frames with most own time:\n\n"
-            + table(["frame", "own", "inclusive"], rows))
+    own, ours = found["top"]["own"], found["top"]["project"]
+    rows = [[f"`{a[0]}`" if a else "", f"{a[1] * 100:.1f} %" if a else "",
+             f"`{b[0]}`" if b else "", f"{b[1] * 100:.1f} %" if b else ""]
+            for a, b in itertools.zip_longest(own, ours)]
+    return (f"Profile: py-spy (GIL holder, 50 Hz) of {found['service']}, the service with most "
+            "CPU in the first step, during the second step; shares of the samples:\n\n"
+            + table(["frame (own time)", "share", "project function (inclusive)", "share"], rows))
