@@ -61,6 +61,8 @@ async def _start(config: Config, runtime: Runtime, nursery: trio.Nursery
     plans = ScheduleStorage(runtime.db)
     outbox = Outbox(runtime.bus, runtime.cache, config.common.presence_ttl_s)
     pusher = Pusher(runtime.bus, runtime.cache, config.push)
+    if pusher.webhook is not None:  # optional: pushes still go out on NATS without it
+        runtime.health.add("push_webhook", pusher.webhook.health, required=False)
     receipts, pushes = Receipts(plans, outbox), OfflinePushes(plans, outbox, pusher.notify)
     projector = Projector(runtime.bus, storage)
     projector.on_stored = pushes.stored

@@ -42,6 +42,10 @@ class WebhookSink:
         self._send, self._receive = trio.open_memory_channel[bytes](settings.webhook_queue)
         BREAKER.set(BreakerState.CLOSED)
 
+    async def health(self) -> str:
+        """``ok`` while the breaker is closed; ``degraded`` while it is open or probing."""
+        return "ok" if self.breaker.state is BreakerState.CLOSED else "degraded"
+
     def __len__(self) -> int:
         return self._send.statistics().current_buffer_used
 
