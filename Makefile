@@ -45,6 +45,9 @@ logs: ## follow the logs of the local stack (var/log/*.log)
 test: venv ## run the test suite
 	$(VENV)/bin/pytest -q tests
 
+test-fault: venv ## fault suite, full profile: every fault under a minute of load (≤ 20 min)
+	NJ_FAULT_PROFILE=full $(VENV)/bin/pytest -q tests/fault
+
 lint: venv ## ruff and mypy (both must pass)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy $(LINT_PATHS)

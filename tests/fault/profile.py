@@ -23,8 +23,8 @@ class Profile:
     timeout_s: int  # pytest-timeout of one fault test
 
 
-SHORT = Profile("short", rate=40, clients=16, chat_size=4, before_s=2, window_s=9, outage_s=4,
-                drain_s=45, timeout_s=150)
+SHORT = Profile("short", rate=40, clients=12, chat_size=4, before_s=2, window_s=8, outage_s=4,
+                drain_s=40, timeout_s=150)
 FULL = Profile("full", rate=300, clients=100, chat_size=4, before_s=10, window_s=60,
                outage_s=30, drain_s=90, timeout_s=330)
 PROFILES = {p.name: p for p in (SHORT, FULL)}

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from tests.checker import OUT_OF_ORDER
+
 from .scenario import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,10 +39,19 @@ def figures(outcome: Outcome) -> dict[str, Any]:
                                                     outcome.profile.rate), 2),
         "drained": outcome.drained, "synced_clients": outcome.synced,
         "redeliveries": report.redeliveries, "checker": report.counts, "check_ok": report.ok,
+        "out_of_order_voids": len(late_voids(outcome)), "late_voids_ok": outcome.fault.late_voids,
         "exited": outcome.exited, "notes": outcome.notes,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _commit(),
     }
+
+
+def late_voids(outcome: Outcome) -> list[Any]:
+    """The out-of-order arrivals that are ``void`` events (placeholders of skipped numbers)."""
+    assert outcome.report is not None
+    kinds = {(e.chat_id, e.seq): e.event for e in outcome.stored}
+    return [f for f in outcome.report.faults[OUT_OF_ORDER]
+            if kinds.get((f.chat_id, f.seq)) == "void"]
 
 
 def write(outcome: Outcome) -> dict[str, Any]:

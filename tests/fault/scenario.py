@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import trio
 
-from tests.checker import Expectations, Recorder, Report, check, fetch_stored, wait_stored
+from tests.checker import Expectations, Recorder, Report, check, wait_stored
 from tests.e2e.client import register_and_login
 
 from .infra import FaultStack
@@ -35,6 +35,9 @@ class Fault:
     inject: Callable[[FaultStack], None]  # blocking; runs in a worker thread
     restore: Callable[[FaultStack], None]
     outage: bool = False  # a dependency stays away for the profile's outage_s
+    # Redis faults: numbers skipped at a failover are voided seconds later, after the
+    # gateway stopped holding later events for them (a known limit; the test xfails on it).
+    late_voids: bool = False
     watch: Watch | None = None  # runs from injection to restoration
 
 
@@ -49,6 +52,7 @@ class Outcome:
     synced: int = 0
     exited: list[str] = field(default_factory=list)
     report: Report | None = None
+    stored: list[Any] = field(default_factory=list)
 
 
 async def run_fault(fs: FaultStack, profile: Profile, fault: Fault) -> Outcome:
@@ -65,7 +69,7 @@ async def run_fault(fs: FaultStack, profile: Profile, fault: Fault) -> Outcome:
         outcome.drained = await load.drain(profile.drain_s)
         stored = await _settle(fs, clients, outcome)
         stop.set()
-    outcome.exited = fs.exited()
+    outcome.exited, outcome.stored = fs.exited(), stored
     outcome.report = check(clients[0].recorder, stored,
                            Expectations(complete=[c.device for c in clients],
                                         chats={c.chat_id for c in clients}))
@@ -93,33 +97,39 @@ async def _under_load(fs: FaultStack, profile: Profile, fault: Fault, load: Load
 
 
 async def _settle(fs: FaultStack, clients: list[LoadClient], outcome: Outcome) -> list[Any]:
-    """The stored history once it holds every seq anyone saw, and every client synced to it."""
-    chats = {c.chat_id for c in clients}
-    stored = await wait_stored(fs.mysql_config, _last_seqs(clients), timeout=90)
-    for _ in range(3):  # a void stored after a sync needs another one
-        async with trio.open_nursery() as nursery:
-            for client in clients:
-                nursery.start_soon(_sync, client, outcome)
-        stored = await fetch_stored(fs.mysql_config, chats)
-        if all(_holds(c, stored) for c in clients):
+    """The stored history once it holds every seq anyone saw (voids included), and every
+    client synced from its cursor until it holds all of it (or 120 s passed)."""
+    deadline = trio.current_time() + 120
+    stored = await wait_stored(fs.mysql_config, _last_seqs(clients, []), timeout=90)
+    synced: set[int] = set()
+    while (missing := [c for c in clients if not _holds(c, stored)]) or len(synced) < len(clients):
+        if trio.current_time() > deadline:
             break
-        await trio.sleep(1)
+        async with trio.open_nursery() as nursery:
+            for client in missing or clients:
+                nursery.start_soon(_sync, client, synced)
+        remaining = max(1.0, deadline - trio.current_time())
+        stored = await wait_stored(fs.mysql_config, _last_seqs(clients, stored),
+                                   timeout=min(30.0, remaining))
+    outcome.synced = len(synced)
     return stored
 
 
-async def _sync(client: LoadClient, outcome: Outcome) -> None:
+async def _sync(client: LoadClient, synced: set[int]) -> None:
     if await client.sync(timeout=30):
-        outcome.synced += 1
+        synced.add(id(client))
 
 
 def _holds(client: LoadClient, stored: list[Any]) -> bool:
     return all(e.seq in client.held for e in stored if e.chat_id == client.chat_id)
 
 
-def _last_seqs(clients: list[LoadClient]) -> dict[str, int]:
+def _last_seqs(clients: list[LoadClient], stored: list[Any]) -> dict[str, int]:
     last: dict[str, int] = {}
     for client in clients:
         last[client.chat_id] = max(last.get(client.chat_id, 0), max(client.held, default=0))
+    for event in stored:
+        last[event.chat_id] = max(last.get(event.chat_id, 0), event.seq)
     return last
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import trio
 
+from tests.checker import OUT_OF_ORDER
 from tools.stack import SERVICES
 
 from . import faults, results
@@ -46,13 +47,19 @@ async def test_fault_under_load(healed: FaultStack, fault: Fault) -> None:
     outcome = await run_fault(healed, PROFILE, fault)
     data = results.write(outcome)
     print(f"\n{fault.name}: {data}")
-    assert outcome.report is not None
-    outcome.report.assert_ok()
+    report = outcome.report
+    assert report is not None
+    assert not report.failing - {OUT_OF_ORDER}, report.summary()
     assert outcome.drained, f"{data['offered'] - data['acked']} sends still unanswered"
     assert outcome.synced == PROFILE.clients, "a client's final sync got no sync_done"
     assert outcome.exited == [], f"processes exited: {outcome.exited}"
     assert data["failed_final"] == 0, "a send failed with a non-retryable error"
     _degradation(fault, outcome, data)
+    if report.failing and fault.late_voids:
+        pytest.xfail(f"known product limit (docs/reliability.md, Redis failover): "
+                     f"{data['checker'][OUT_OF_ORDER]} events arrived after later ones, "
+                     f"{data['out_of_order_voids']} of them voids\n{report.summary()}")
+    report.assert_ok()
 
 
 def _degradation(fault: Fault, outcome: Outcome, data: dict) -> None:
@@ -62,3 +69,5 @@ def _degradation(fault: Fault, outcome: Outcome, data: dict) -> None:
         assert data["acked_during_fault"] > 0, "no send was acked while Redis was down"
     if fault.name in ("mysql-down", "mysql-hang"):
         assert data["acked_during_fault"] > 0, "no send was acked while MySQL was away"
+        retries = outcome.notes.get("history_write_retries_s", [])
+        assert retries == sorted(retries), f"history's write retries do not back off: {retries}"
