@@ -18,19 +18,22 @@ import trio
 
 from .._client import DEFAULT_API, Client
 from .._errors import LoginRequired, NatterjackClientError, Unavailable
-from . import _accounts, _chats, _messages, _types
+from . import _accounts, _bus, _chats, _messages, _types
 from ._output import Output
 from ._store import CredentialStore
 
 OK, USAGE, API_ERROR, AUTH, UNAVAILABLE = 0, 1, 2, 3, 4
-COMMAND_GROUPS: list[ModuleType] = [_accounts, _chats, _messages, _types]
+COMMAND_GROUPS: list[ModuleType] = [_accounts, _chats, _messages, _types, _bus]
 EPILOG = f"""\
 exit codes:
   0  ok
   1  usage error (bad command or arguments)
-  2  the API refused the request (the error code is printed)
-  3  not logged in, or the login is no longer valid (run: natterjack login)
-  4  the API or WebSocket is unavailable (connection failed, 5003)
+  2  the API refused the request (the error code is printed); bus: NATS refused
+     (permissions) or no such stream
+  3  not logged in, or the login is no longer valid (run: natterjack login);
+     bus: NATS refused the user/password
+  4  the API or WebSocket is unavailable (connection failed, 5003); bus: NATS or
+     JetStream is unreachable
 
 environment:
   NJ_API           API base URL (default {DEFAULT_API}); --api wins
@@ -115,7 +118,7 @@ def _exit_code(error: BaseException) -> int:
 
 
 def _message(error: BaseException, command: str) -> str:
-    if isinstance(error, LoginRequired) and command not in ("login", "register"):
+    if isinstance(error, LoginRequired) and command not in ("login", "register", "bus"):
         return f"{error.message} (code {error.code}): run `natterjack login <username>`"
     if isinstance(error, NatterjackClientError | UsageError):
         return str(error)
