@@ -3,6 +3,7 @@ optional, NATS with JetStream) whose MySQL and Redis sit behind switchable proxi
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +11,10 @@ import httpx
 import pytest
 import trio
 
+from libs.bus import open_bus
 from libs.config import MySQLConfig
+from libs.lifecycle import nats_probe
+from libs.natsd import NatsServer, free_port, nats_server_binary
 from services.history import app
 from services.history.config import load
 from tests.conftest import REDIS_URL
@@ -29,6 +33,12 @@ def mysql_proxy(mysql_config: MySQLConfig) -> Iterator[Proxy]:
 def redis_proxy() -> Iterator[Proxy]:
     port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
     with Proxy(port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def nats_proxy(nats_server: NatsServer) -> Iterator[Proxy]:
+    with Proxy(nats_server.port) as proxy:
         yield proxy
 
 
@@ -130,3 +140,31 @@ async def test_draining_service_is_down_with_503(common_env, mysql_proxy, redis_
         assert answer.status_code == 503
         assert answer.json()["status"] == "down" and answer.json()["checks"]["service"] == "draining"
         runtime.stopping.set()
+
+
+async def test_lost_nats_is_down_and_comes_back(common_env, nats_proxy, mysql_proxy, redis_proxy):
+    config = _config(common_env, mysql_proxy, redis_proxy,
+                     NJ_NATS_URL=f"nats://127.0.0.1:{nats_proxy.port}")
+    async with trio.open_nursery() as nursery:
+        runtime = await nursery.start(app.main, config)
+        async with httpx.AsyncClient(base_url=runtime.http_url, timeout=10) as client:
+            await _until(client, 200, {"status": "ok"})
+            await _switch(nats_proxy.down)
+            body = await _until(client, 503, {"status": "down", "checks": {"nats": "down"}})
+            assert body["checks"]["mysql"] == "ok"
+            await _switch(nats_proxy.up)
+            await _until(client, 200, {"status": "ok", "checks": {"nats": "ok"}})
+        runtime.stopping.set()
+
+
+async def test_nats_without_jetstream_is_degraded():
+    port = free_port()
+    server = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with open_bus(f"nats://127.0.0.1:{port}", name="probe", give_up_after=10) as bus:
+            assert await nats_probe(bus, jetstream=True)() == "degraded"
+            assert await nats_probe(bus, jetstream=False)() == "ok"
+    finally:
+        server.terminate()
+        server.wait(10)
