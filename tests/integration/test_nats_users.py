@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,15 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from libs.natsd import ADMIN, NatsServer
+from libs.natsd import (
+    ADMIN,
+    SERVICE_USERS,
+    NatsServer,
+    authorization,
+    nats_server_binary,
+    new_passwords,
+    subject_permissions,
+)
 from tests.e2e.client import next_frame, register_and_login, send
 from tools.stack import SERVICES, Stack, build_stack, running_nats, start_stack
 
@@ -142,3 +151,21 @@ def test_no_anonymous_or_wrong_password_connection(users_nats: NatsServer):
     for auth in ({}, {"user": "router", "password": "njwrong"}):
         with pytest.raises((nats.errors.Error, OSError)):
             asyncio.run(connect(**auth))
+
+
+def test_generated_users_grant_exactly_subjects_yaml(tmp_path: Path):
+    """The config start_nats writes, read back like the deploy configs are: the same grants."""
+    from tests.unit.test_nats_permissions import SUBJECTS, conf_permissions, subjects_permissions
+
+    users = new_passwords()
+    text = authorization(users, subject_permissions())
+    granted = conf_permissions(text.replace("{user:", "{\n user:").replace(", password", "\n password"))
+    expected = subjects_permissions(SUBJECTS.read_text())
+    assert set(granted) == {*SERVICE_USERS, ADMIN}
+    for user in SERVICE_USERS:
+        assert {d: granted[user][d] for d in ("publish", "subscribe")} == expected[user], user
+    conf = tmp_path / "users.conf"
+    conf.write_text(text)
+    checked = subprocess.run([nats_server_binary(), "-t", "-c", str(conf)], capture_output=True,
+                             timeout=30)
+    assert checked.returncode == 0, checked.stderr.decode()
