@@ -12,6 +12,7 @@ visible in one place.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -108,13 +109,17 @@ class Cache:
             return False
 
     async def probe(self, slow_after: float = 0.5) -> str:
-        """``ok``; ``degraded`` when Redis answers slowly or calls queue for a connection;
-        ``down`` when it does not answer (within the socket timeout)."""
-        started = trio.current_time()
-        if not await self.ping():
+        """``ok``; ``degraded`` when Redis answers slowly (the PING's round trip) or calls
+        queue for a connection; ``down`` when it does not answer within the socket timeout."""
+        def timed_ping(client: redis.Redis) -> float:
+            started = time.monotonic()
+            client.ping()
+            return time.monotonic() - started
+        try:
+            took = await self.run(timed_ping)
+        except (CacheUnavailable, redis.exceptions.RedisError):
             return "down"
-        slow = trio.current_time() - started > slow_after
-        return "degraded" if slow or self.limiter.statistics().tasks_waiting else "ok"
+        return "degraded" if took > slow_after or self.limiter.statistics().tasks_waiting else "ok"
 
     def close(self) -> None:
         self.client.close()

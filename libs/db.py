@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -135,30 +136,33 @@ class Database:
 
         The ``SELECT 1`` runs on a connection of its own, outside the pool: a pool busy
         with slow queries must not read as a dead server, nor a dead server wait in line.
+        Only the query's round trip counts as the answer time (not a reconnect, nor the
+        wait for a worker thread on a loaded machine).
         """
-        started = trio.current_time()
         with trio.move_on_after(timeout):
-            answered = await trio.to_thread.run_sync(self._probe_sync, timeout,
-                                                     abandon_on_cancel=True)
-            slow = trio.current_time() - started > slow_after
-            return "down" if not answered else "degraded" if slow or self.pool_waiting else "ok"
+            took = await trio.to_thread.run_sync(self._probe_sync, timeout, abandon_on_cancel=True)
+            if took is None:
+                return "down"
+            return "degraded" if took > slow_after or self.pool_waiting else "ok"
         return "down"
 
-    def _probe_sync(self, timeout: float) -> bool:
+    def _probe_sync(self, timeout: float) -> float | None:
+        """Seconds ``SELECT 1`` took, None if it failed."""
         if not self._probe_lock.acquire(blocking=False):
-            return False  # the last probe still hangs: the server does not answer
+            return None  # the last probe still hangs: the server does not answer
         try:
             if self._probe_conn is None:
                 self._probe_conn = self._connect(timeout)
+            started = time.monotonic()
             with self._probe_conn.cursor() as cursor:
                 cursor.execute("SELECT 1")
-            return True
+            return time.monotonic() - started
         except (pymysql.Error, OSError):
             with contextlib.suppress(pymysql.Error):
                 if self._probe_conn is not None:
                     self._probe_conn.close()
             self._probe_conn = None
-            return False
+            return None
         finally:
             self._probe_lock.release()
 
