@@ -15,11 +15,12 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .errors import NatterjackError
+from .errors import MALFORMED, NOT_FOUND, NatterjackError
 from .health import Health
 
 
@@ -51,8 +52,18 @@ def ops_routes(health: Health) -> list[BaseRoute]:
             Route("/metrics", metrics_endpoint)]
 
 
+async def routing_error(_: Request, exc: Exception) -> Response:
+    """No route for the path (404, 4004) or not for the method (405, 4000): the contract's
+    error body, not the framework's plain text."""
+    assert isinstance(exc, HTTPException)
+    code = NOT_FOUND if exc.status_code == 404 else MALFORMED
+    headers = dict(exc.headers) if exc.headers else None
+    return json_response({"error": {"code": code, "message": exc.detail}}, exc.status_code, headers)
+
+
 def build_app(health: Health, routes: list[BaseRoute] = (), **kwargs: Any) -> Starlette:  # type: ignore[assignment]
-    return Starlette(routes=[*ops_routes(health), *routes], **kwargs)
+    return Starlette(routes=[*ops_routes(health), *routes],
+                     exception_handlers={HTTPException: routing_error}, **kwargs)
 
 
 async def serve_http(app: Any, host: str, port: int, *,

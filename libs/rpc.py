@@ -23,7 +23,11 @@ logger = log.get("rpc")
 
 
 def encode(value: Any) -> bytes:
-    return orjson.dumps(value)
+    """``value`` as JSON; Malformed when it cannot be (e.g. nested deeper than orjson's 255 levels)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise Malformed(f"payload cannot be encoded as JSON: {exc}") from None
 
 
 def decode_object(data: bytes) -> dict[str, Any]:

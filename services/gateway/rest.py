@@ -18,6 +18,7 @@ from libs.errors import NatterjackError, Unauthenticated, Unavailable
 from libs.http import error_response, json_response
 from libs.tokens import Claims
 
+from . import domain
 from .errors import BadFrame, FrameTooLarge
 from .keys import KeyRing
 from .storage import Presence
@@ -87,6 +88,7 @@ class RestApi:
             raise BadFrame("body is not valid JSON") from None
         if not isinstance(body, dict):
             raise BadFrame("body must be a JSON object")
+        domain.check_depth(body)
         return body
 
     async def _with_ip(self, request: Request) -> dict[str, Any]:
