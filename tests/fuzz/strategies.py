@@ -42,8 +42,9 @@ def nested(value: Any, depth: int) -> Any:
     return value
 
 
-HOSTILE = st.one_of(JSON, EDGE_INTS, EDGE_FLOATS, UNICODE, ODD_TEXT, huge_text(),
-                    st.builds(nested, SCALARS, st.integers(50, 400)))
+# Around the contract's 64 levels, and around the 255 levels the bus encoder (orjson) stops at.
+DEEP = st.builds(nested, SCALARS, st.one_of(st.integers(60, 70), st.integers(250, 400)))
+HOSTILE = st.one_of(JSON, EDGE_INTS, EDGE_FLOATS, UNICODE, ODD_TEXT, huge_text(), DEEP)
 
 
 def encode(value: Any) -> str:
@@ -61,8 +62,8 @@ def mutated(draw: st.DrawFn, valid: dict[str, Any], known: list[str]) -> dict[st
             payload.pop(draw(st.sampled_from(sorted(payload))))
         elif kind == "add":
             payload[draw(st.text(min_size=1, max_size=12))] = draw(JSON)
-        else:
-            payload[draw(st.sampled_from(sorted(set(known) | set(payload))))] = draw(HOSTILE)
+        elif names := sorted(set(known) | set(payload)):
+            payload[draw(st.sampled_from(names))] = draw(HOSTILE)
     return payload
 
 

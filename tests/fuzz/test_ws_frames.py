@@ -33,10 +33,11 @@ from tests.e2e.client import User, register_and_login, validate_frame
 from tests.e2e.rawws import RawSocket, open_raw
 
 from .conftest import CODES, EXAMPLES, assert_alive, assert_error_body, query
-from .strategies import BROKEN_JSON, HOSTILE, JSON, encode, mutated
+from .strategies import BROKEN_JSON, DEEP, HOSTILE, JSON, encode, mutated
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 MAX_FRAME = 65536  # the gateway's default cap (NJ_GATEWAY_MAX_FRAME_BYTES)
+MAX_DEPTH = 64  # deepest nesting of a frame (proto/README.md)
 CLIENT_TYPES = sorted(p.stem for p in (contracts.proto_dir() / "schemas/ws/client").glob("*.json"))
 
 
@@ -49,7 +50,7 @@ def rejection(data: str | bytes) -> int | None:
         frame = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return 4000
-    if not isinstance(frame, dict):
+    if not isinstance(frame, dict) or depth(frame) > MAX_DEPTH:
         return 4000
     if frame.get("type") not in CLIENT_TYPES:
         return 4002
@@ -58,6 +59,11 @@ def rejection(data: str | bytes) -> int | None:
     except fastjsonschema.JsonSchemaValueException:
         return 4000
     return None
+
+
+def depth(value: Any) -> int:
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    return 0 if children is None else 1 + max(map(depth, children), default=0)
 
 
 def frame_id(data: str | bytes) -> str | None:
@@ -218,11 +224,11 @@ def in_schema(world: World, other_token: str) -> st.SearchStrategy[str]:
     seq = st.one_of(st.integers(1, 2**53 - 1), st.sampled_from([1, 2, 2**31, 2**53 - 1]))
     values = {
         "id": st.text(min_size=1, max_size=128), "chat_id": chat, "seq": seq,
-        "after_seq": st.one_of(st.just(0), seq), "content": st.one_of(HOSTILE, st.text(max_size=300)),
+        "after_seq": st.one_of(st.just(0), seq), "content": st.one_of(HOSTILE, DEEP, st.text(max_size=300)),
         "content_type": st.one_of(st.sampled_from(["text", "image", "file", "location", "system"]),
                                   st.from_regex(r"[a-z][a-z0-9_.-]{0,63}", fullmatch=True)),
         "content_version": st.integers(1, 2**31 - 1),
-        "metadata": st.one_of(st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+        "metadata": st.one_of(st.dictionaries(st.text(max_size=8), JSON, max_size=4), DEEP.map(lambda v: {"d": v}),
                               st.builds(lambda n: {"pad": "m" * n}, st.integers(3000, 6000))),
         "token": st.one_of(st.text(min_size=1, max_size=200), st.sampled_from([world.token, other_token])),
     }
