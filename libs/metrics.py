@@ -50,6 +50,8 @@ DEPENDENCY_STATE = Gauge("nj_dependency_state",
                          ["dependency"])
 BUS_EVENTS = Counter("nj_bus_connection_events_total",
                      "NATS connection events: disconnected, reconnected, error", ["event"])
+for _event in ("disconnected", "reconnected", "error"):
+    BUS_EVENTS.labels(_event)  # every series exists from the start, at 0
 
 RATE_WINDOW_S = 10
 # Lookups that found the answer in the session store: the session, or its revocation mark.

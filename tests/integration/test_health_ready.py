@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from libs.bus import open_bus
 from libs.config import MySQLConfig
@@ -34,6 +35,12 @@ def redis_proxy() -> Iterator[Proxy]:
     port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
     with Proxy(port) as proxy:
         yield proxy
+
+
+async def _reconnects(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "nj_bus_connection_events_total" and s.labels == {"event": "reconnected"})
 
 
 @pytest.fixture
@@ -149,11 +156,13 @@ async def test_lost_nats_is_down_and_comes_back(common_env, nats_proxy, mysql_pr
         runtime = await nursery.start(app.main, config)
         async with httpx.AsyncClient(base_url=runtime.http_url, timeout=10) as client:
             await _until(client, 200, {"status": "ok"})
+            reconnects = await _reconnects(client)
             await _switch(nats_proxy.down)
             body = await _until(client, 503, {"status": "down", "checks": {"nats": "down"}})
             assert body["checks"]["mysql"] == "ok"
             await _switch(nats_proxy.up)
             await _until(client, 200, {"status": "ok", "checks": {"nats": "ok"}})
+            assert await _reconnects(client) > reconnects
         runtime.stopping.set()
 
 
