@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -59,26 +60,35 @@ _SESSION_HITS = ("hit", "revoked")
 
 
 class SlidingRate:
-    """Events per second over the last ``window`` whole seconds (per-second buckets)."""
+    """Events per second over the last ``window`` whole seconds.
+
+    ``add`` is on the hot path (every frame written): it only counts into the current
+    second; a finished second moves into a short ring when the next one starts.
+    """
 
     def __init__(self, window: int = RATE_WINDOW_S):
         self.window = window
-        self._counts = [0] * (window + 1)
-        self._seconds = [0] * (window + 1)
+        self._second = 0
+        self._current = 0
+        self._done: deque[tuple[int, int]] = deque(maxlen=window)  # (second, count)
 
     def add(self, n: int = 1, now: float | None = None) -> None:
         second = int(time.monotonic() if now is None else now)
-        slot = second % len(self._counts)
-        if self._seconds[slot] != second:
-            self._seconds[slot], self._counts[slot] = second, 0
-        self._counts[slot] += n
+        if second != self._second:
+            self._roll(second)
+        self._current += n
+
+    def _roll(self, second: int) -> None:
+        if self._current:
+            self._done.append((self._second, self._current))
+        self._second, self._current = second, 0
 
     def rate(self, now: float | None = None) -> float:
         """The current second is still filling: only the ``window`` before it count."""
         second = int(time.monotonic() if now is None else now)
-        done = range(second - self.window, second)
-        total = sum(c for c, s in zip(self._counts, self._seconds, strict=True) if s in done)
-        return total / self.window
+        if second != self._second:
+            self._roll(second)
+        return sum(c for s, c in self._done if s >= second - self.window) / self.window
 
 
 IN_RATE, OUT_RATE = SlidingRate(), SlidingRate()
