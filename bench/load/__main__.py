@@ -36,10 +36,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=250, help="sender/recipient pairs")
     parser.add_argument("--workers", type=int, default=2, help="client processes")
-    parser.add_argument("--rates", default="100,200,400,800,1600,3200", help="msg/s steps")
+    parser.add_argument("--rates", default="50,100,200,400,800,1600,3200", help="msg/s steps")
     parser.add_argument("--seconds", type=float, default=10.0, help="per step")
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets (0: skip)")
-    parser.add_argument("--members", type=int, default=1000, help="group size (0: skip)")
+    parser.add_argument("--members", type=int, default=500, help="group size (0: skip)")
     parser.add_argument("--messages", type=int, default=20, help="group messages")
     parser.add_argument("--backlog-rounds", type=int, default=3, help="1,000-pending drains")
     parser.add_argument("--no-horizontal", action="store_true")
@@ -60,8 +60,6 @@ def options(args: argparse.Namespace, out: Path) -> runs.Options:
 
 def run_all(opts: runs.Options) -> dict[str, Any]:
     result: dict[str, Any] = {"relay": runs.relay_run(opts), "product": runs.product_run(opts)}
-    if fan := result["product"].get("fanout"):
-        fan["members"] = opts.members
     if opts.horizontal:
         reached = len(result["product"]["steps"])
         result["horizontal"] = runs.horizontal_run(dataclasses.replace(opts, profile=None),

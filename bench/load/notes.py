@@ -39,8 +39,9 @@ WebSockets; everything on loopback, every loop bounded in count and time.
 Every product run ends with the history checker (`tests/checker`): each acked message
 stored once, every recipient holding every stored event of its chat exactly once after
 dedup, in seq order. A run with a fault exits non-zero and its table says FAILED.
-The profile is `py-spy record --format raw` of the service with most CPU in the first
-step, during the second step (needs root)."""
+The profile: `py-spy record --gil --format raw` of gateway, router, history and
+delivery-retry during the first step (needs root); the table shows the one that used most
+CPU in it."""
 
 SCALING = """Scaling each service: every service keeps its state in MySQL, Redis or
 JetStream, so more processes of one share the work. Gateways: start more (each its own

@@ -69,7 +69,11 @@ def idle_rows(product: dict[str, Any], relay: dict[str, Any]) -> list[list[str]]
 
 def other_rows(product: dict[str, Any], history: dict[str, str]) -> list[list[str]]:
     rows = []
-    if fan := product.get("fanout"):
+    fan = product.get("fanout")
+    if fan and "error" in fan:
+        rows.append(["3 group", f"{fan['members']:,} members", f"failed: {fan['error']}", "", "",
+                     "< 200 ms p99", "✗"])
+    elif fan:
         rows += [["3 group", f"last delivery p99 (ms), {fan['members']:,} members",
                   f"{fan['p99']:,.0f}", "", "", "< 200", mark(fan["p99"] < 200)],
                  ["3 group", "deliveries/s through one gateway", f"{fan['rate']:,.0f}", "", "",
@@ -135,5 +139,5 @@ def profile_table(product: dict[str, Any]) -> str:
              f"`{b[0]}`" if b else "", f"{b[1] * 100:.1f} %" if b else ""]
             for a, b in itertools.zip_longest(own, ours)]
     return (f"Profile: py-spy (GIL holder, 50 Hz) of {found['service']}, the service with most "
-            "CPU in the first step, during the second step; shares of the samples:\n\n"
+            "CPU in the first step, during that step; shares of the samples:\n\n"
             + table(["frame (own time)", "share", "project function (inclusive)", "share"], rows))
