@@ -29,6 +29,7 @@ from .ws import WebSocketEdge
 logger = log.get("gateway")
 ANNOUNCE_SUBJECT = "im.gw.announce"
 ANNOUNCE_EVERY_S = 5.0
+PRESENCE_RETRY_S = 0.05  # first retry of a failed presence refresh (doubles)
 STATIC_DIR = Path(__file__).parent / "static"
 DEMO_CSP = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -142,10 +143,16 @@ async def _serve_revocations(bus: Bus, hub: Hub, keys: KeyRing,
 
 
 async def _refresh_presence(presence: Presence, hub: Hub, ttl_s: float) -> None:
+    """Re-confirm every local socket each third of the TTL. After a failed round (Redis
+    away) retry soon, backing off from PRESENCE_RETRY_S: entries that went stale meanwhile
+    make their devices look offline (no live deliveries) until the next round succeeds."""
+    pause = ttl_s / 3
     while True:
-        await trio.sleep(ttl_s / 3)
+        await trio.sleep(pause)
         entries = [(c.user_id, c.device_id, c.connection_id) for c in hub.all()]
         try:
             await presence.refresh(entries, ids.now_ms())
-        except Exception as exc:  # noqa: BLE001 - Redis outage: keep serving, retry next round
-            logger.warning("gateway.presence_refresh_failed", error=repr(exc))
+            pause = ttl_s / 3
+        except Exception as exc:  # noqa: BLE001 - Redis outage: keep serving, retry soon
+            pause = min(ttl_s / 3, PRESENCE_RETRY_S if pause == ttl_s / 3 else pause * 2)
+            logger.warning("gateway.presence_refresh_failed", error=repr(exc), retry_in=pause)
