@@ -4,13 +4,11 @@ with a severity, a summary and a runbook section that exists in docs/operations.
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import REGISTRY
 
 from tests.deploy.layout import ROOT
 
@@ -18,8 +16,6 @@ pytestmark = pytest.mark.timeout(30)
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 OPERATIONS = ROOT / "docs" / "operations.md"
 SEVERITIES = {"info", "warning", "critical"}
-SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count"),
-            "gauge": ("",), "summary": ("_sum", "_count"), "info": ("_info",)}
 # Metrics of other exporters the rules may use: Prometheus itself and kube-state-metrics.
 EXTERNAL = re.compile(r"^(up|kube_\w+)$")
 PROMQL_WORDS = {"by", "without", "and", "or", "unless", "on", "ignoring", "group_left",
@@ -35,17 +31,6 @@ def rules() -> list[dict[str, Any]]:
         assert set(group) == {"name", "rules"} and group["rules"], group.get("name")
         found += group["rules"]
     return found
-
-
-@pytest.fixture(scope="module")
-def exported() -> set[str]:
-    """Every sample name the services can export: the families of the registry once every
-    module that declares metrics is imported."""
-    for path in [*ROOT.glob("libs/**/*.py"), *ROOT.glob("services/**/*.py")]:
-        if "prometheus_client import" in path.read_text():
-            importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
-    return {family.name + suffix for family in REGISTRY.collect()
-            for suffix in SUFFIXES.get(family.type, ("",))}
 
 
 def test_every_rule_is_a_complete_alert(rules: list[dict[str, Any]]):
