@@ -86,7 +86,7 @@ class Health:
         body = {"service": name, "status": "ok"|"degraded"|"down",
                 "checks": {dependency: "ok"|"degraded"|"down", ["service": "starting"|"draining"]}}
         """
-        checks = dict(self._last)
+        checks = dict(sorted(self._last.items()))
         required_down = any(checks.get(name) == DOWN for name, (_, req) in self.probes.items() if req)
         ready = self.started and not self.draining and not required_down
         status = OK if all(state == OK for state in checks.values()) else DEGRADED

@@ -29,6 +29,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -370,7 +371,8 @@ def stack_env(layout: Layout, environ: Mapping[str, str],
     operator = operator_env(environ)
     env.update(operator)
     if "NJ_GATEWAY_PUBLIC_WS_URL" not in operator:
-        env["NJ_GATEWAY_PUBLIC_WS_URL"] = f"ws://127.0.0.1:{env['NJ_GATEWAY_WS_PORT']}/ws"
+        scheme = "wss" if env.get("NJ_GATEWAY_TLS_CERT") else "ws"
+        env["NJ_GATEWAY_PUBLIC_WS_URL"] = f"{scheme}://127.0.0.1:{env['NJ_GATEWAY_WS_PORT']}/ws"
     env.update(started)
     return dict(sorted(env.items()))
 
@@ -712,7 +714,11 @@ def ensure_service(layout: Layout, svc: Service, env: Mapping[str, str]) -> bool
     return True
 
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Status checks of our own processes on 127.0.0.1: a gateway with TLS shows a certificate
+# for its public name (or a self-signed one), so it is not verified here.
+_NO_PROXY = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}),
+    urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
@@ -726,8 +732,13 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
         return None, str(getattr(exc, "reason", exc))
 
 
+def http_scheme(env: Mapping[str, str], svc: Service) -> str:
+    """The gateway's HTTP port speaks HTTPS when it has a TLS certificate."""
+    return "https" if svc.name == "gateway" and env.get("NJ_GATEWAY_TLS_CERT") else "http"
+
+
 def ready_url(env: Mapping[str, str], svc: Service) -> str:
-    return f"http://127.0.0.1:{port_of(env, svc.port_var)}/ready"
+    return f"{http_scheme(env, svc)}://127.0.0.1:{port_of(env, svc.port_var)}/ready"
 
 
 def wait_ready(layout: Layout, services: Sequence[Service], env: Mapping[str, str],
@@ -765,7 +776,8 @@ def report_not_ready(layout: Layout, not_ready: Mapping[str, str], timeout: floa
 
 def print_summary(layout: Layout, services: Sequence[Service], env: Mapping[str, str]) -> None:
     say("\nnatterjack is up.")
-    say(f"  HTTP API:   http://127.0.0.1:{env['NJ_GATEWAY_HTTP_PORT']}")
+    api_scheme = "https" if env.get("NJ_GATEWAY_TLS_CERT") else "http"
+    say(f"  HTTP API:   {api_scheme}://127.0.0.1:{env['NJ_GATEWAY_HTTP_PORT']}")
     say(f"  WebSocket:  {env['NJ_GATEWAY_PUBLIC_WS_URL']}")
     say(f"  NATS:       {env['NJ_NATS_URL']}  (monitoring http://127.0.0.1:{NATS_MONITOR_PORT}; "
         f"users and passwords in {layout.nats_users.relative_to(layout.root)})")
