@@ -37,6 +37,8 @@ DELIVERY_LATENCY = Histogram(
     "p99 = histogram_quantile(0.99, rate(p99_message_delivery_latency_bucket[5m]))",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10))
 HISTORY_ROWS = Counter("nj_history_rows_written_total", "Events written to MySQL by history")
+HISTORY_WRITE_FAILURES = Counter("nj_history_write_failures_total",
+                                 "Batch writes to MySQL that failed and will be retried (history)")
 CACHE_LOOKUPS = Counter("nj_cache_lookups_total", "Cache lookups", ["cache", "result"])
 REDELIVERED = Counter("nj_redelivered_events_total", "Events resent to a device that did not ack them")
 CONSUMER_PENDING = Gauge("nj_jetstream_consumer_pending",

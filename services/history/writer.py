@@ -102,6 +102,7 @@ class EventWriter:
                 break
             except Exception as exc:  # any failure: keep the batch, never drop it
                 attempt += 1
+                metrics.HISTORY_WRITE_FAILURES.inc()
                 delay = backoff_s(attempt, self.retry_base, self.retry_max)
                 logger.warning("history.write_failed", attempt=attempt, rows=len(events),
                                retry_in=delay, error=repr(exc))
