@@ -5,6 +5,7 @@ health checks and start order."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from libs.tokens import generate_private_key_pem
 from tests.deploy.layout import COMPOSE, ROOT, SERVICES, Service
 
 pytestmark = pytest.mark.timeout(30)
@@ -95,3 +97,24 @@ def test_every_nj_variable_is_documented(compose: dict[str, Any]):
     used = {name for spec in compose["services"].values()
             for name in (spec.get("environment") or {}) if name.startswith("NJ_")}
     assert used and used <= documented, used - documented
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_each_service_accepts_its_compose_settings(compose: dict[str, Any], service: Service,
+                                                   tmp_path: Path):
+    """The service's own config loader (fail fast on a bad value) takes its environment
+    with Compose's ${VAR:-default} filled in with the defaults."""
+    env = {name: _interpolate(str(value))
+           for name, value in compose["services"][service.name]["environment"].items()}
+    env["NJ_PROTO_DIR"] = str(ROOT / "proto")  # /app/proto in the image
+    if "NJ_AUTH_SIGNING_KEY_FILE" in env:  # the auth-keys volume in the container
+        key = tmp_path / "auth-ed25519.pem"
+        key.write_text(generate_private_key_pem())
+        env["NJ_AUTH_SIGNING_KEY_FILE"] = str(key)
+    config = importlib.import_module(f"services.{service.module}.config").load(env)
+    assert config.common.http_port == service.ports[0]
+    assert config.common.nats_user == service.name
+
+
+def _interpolate(value: str) -> str:
+    return re.sub(r"\$\{\w+:-([^}]*)\}", lambda m: m.group(1), value)

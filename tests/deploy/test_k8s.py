@@ -5,12 +5,14 @@ workload, an autoscaler per stateless service, a 3-server NATS that fsyncs every
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from libs.tokens import generate_private_key_pem
 from tests.deploy.layout import K8S, ROOT, SERVICES, UID, Service
 from tests.deploy.manifests import (
     OVERLAYS,
@@ -170,3 +172,30 @@ def _probes(container: dict[str, Any]) -> None:
 def _resources(container: dict[str, Any]) -> None:
     for bound in ("requests", "limits"):
         assert set(container["resources"][bound]) == {"cpu", "memory"}, bound
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_each_service_accepts_its_rendered_settings(rendered: dict[str, list[Manifest]],
+                                                    overlay: str, service: Service,
+                                                    tmp_path: Path):
+    """The service's own config loader (fail fast on a bad value) takes the environment its
+    pod gets: both ConfigMaps, then the container's env (secrets as placeholders)."""
+    manifests = rendered[overlay]
+    [container] = one(manifests, "Deployment", service.name)["spec"]["template"]["spec"][
+        "containers"]
+    env = {key: value for ref in container["envFrom"]
+           for key, value in one(manifests, "ConfigMap", ref["configMapRef"]["name"])["data"].items()}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        elif not entry["valueFrom"].get("secretKeyRef", {}).get("optional"):
+            env[entry["name"]] = "secret-placeholder"
+    env["NJ_PROTO_DIR"] = str(ROOT / "proto")  # /app/proto in the image
+    if "NJ_AUTH_SIGNING_KEY_FILE" in env:  # mounted from a Secret in the pod
+        key = tmp_path / "auth-ed25519.pem"
+        key.write_text(generate_private_key_pem())
+        env["NJ_AUTH_SIGNING_KEY_FILE"] = str(key)
+    config = importlib.import_module(f"services.{service.module}.config").load(env)
+    assert config.common.http_port == service.ports[0]
+    assert config.common.nats_user == service.name
