@@ -13,8 +13,9 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from libs import ids, log
+from libs import contracts, ids, log
 from libs.bus import Bus
+from libs.errors import MALFORMED, NatterjackError
 from libs.lifecycle import Runtime, run_service
 
 from .config import Config
@@ -28,6 +29,7 @@ from .ws import WebSocketEdge
 
 logger = log.get("gateway")
 ANNOUNCE_SUBJECT = "im.gw.announce"
+ANNOUNCE_SCHEMA = "schemas/nats/gw.announce.json"
 ANNOUNCE_EVERY_S = 5.0
 PRESENCE_RETRY_S = 0.05  # first retry of a failed presence refresh (doubles)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -35,7 +37,9 @@ DEMO_CSP = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' dat
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 
-async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+async def main(config: Config, *, handle_signals: bool = True,
+               task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the gateway; ``handle_signals=False`` when not on the main thread (tests)."""
     gateway_id = f"gw-{ids.new_id()}"  # unique per process start: im.gw.<id>.deliver
 
     async def start(runtime: Runtime, nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
@@ -68,7 +72,8 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
         return drain
 
     tls = (config.tls_cert, config.tls_key) if config.tls_cert else None
-    await run_service(config.common, start, uses_db=False, tls=tls, task_status=task_status)
+    await run_service(config.common, start, uses_db=False, tls=tls, handle_signals=handle_signals,
+                      task_status=task_status)
 
 
 def demo_routes() -> list[BaseRoute]:
@@ -93,9 +98,11 @@ async def _track_gateways(bus: Bus, directory: Directory,
     task_status.started()
     async for msg in sub:
         try:
-            seen = orjson.loads(msg.data)
+            # Checked against its schema: logins hand the ws_url out to clients.
+            seen = contracts.check(contracts.validator(ANNOUNCE_SCHEMA), orjson.loads(msg.data),
+                                   code=MALFORMED, what="announcement")
             directory.saw(seen["gateway_id"], seen["ws_url"], trio.current_time())
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        except (orjson.JSONDecodeError, NatterjackError) as exc:
             logger.warning("gateway.bad_announcement", error=repr(exc))
 
 
