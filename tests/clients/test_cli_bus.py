@@ -6,9 +6,13 @@ every failure is one line with the CLI's exit code."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import re
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,17 +21,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 import trio
 from natterjack_client import Client
 from natterjack_client.cli import main
 
-from libs.natsd import ADMIN, NatsServer
+from libs.natsd import ADMIN, NatsServer, free_port, nats_server_binary
 from tools.stack import Stack, build_stack, running_nats, start_stack
 
 from .conftest import PASSWORD, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+ROOT = Path(__file__).resolve().parents[2]
 Run = Callable[..., tuple[int, str, str]]
 CONSUMERS = {"history", "delivery-retry"}
 
@@ -219,3 +225,70 @@ async def _send(stack: Stack, username: str, chat_id: str, text: str) -> dict[st
         async with client.connect(receive_events=False) as session:
             ack = await session.send_message(chat_id, text)
     return dict(ack.raw)
+
+
+def test_the_documented_ops_user_reads_the_bus_and_nothing_more(tmp_path: Path):
+    """The read-only `ops` user of docs/operations.md: streams and tail work, and it may not
+    publish what a service would act on."""
+    port, password = free_port(), "nj" + secrets.token_hex(8)
+    conf = tmp_path / "nats.conf"
+    conf.write_text(f'listen: 127.0.0.1:{port}\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+                    "authorization { users: [ { user: admin, password: $NATS_PASSWORD_OPS }\n"
+                    f"{_documented_ops_user()}\n] }}\n")
+    server = subprocess.Popen([nats_server_binary(), "-c", str(conf)],
+                              env={**os.environ, "NATS_PASSWORD_OPS": password},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"nats://127.0.0.1:{port}"
+        _wait_listening(port, server)
+        asyncio.run(_admin_creates_the_stream(url, password))
+        env = {**os.environ, "NJ_NATS_URL": url, "NJ_NATS_USER": "ops",
+               "NJ_NATS_PASSWORD": password}
+        streams = subprocess.run([sys.executable, "-m", "natterjack_client.cli", "--json", "bus",
+                                  "streams"], env=env, capture_output=True, text=True, timeout=30)
+        assert streams.returncode == 0, streams.stderr
+        [stream] = json.loads(streams.stdout)["streams"]
+        assert stream["stream"] == "IM_MESSAGES" and stream["consumers"][0]["num_pending"] == 1
+        assert asyncio.run(_publish_refused(url, password))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _documented_ops_user() -> str:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    block = re.search(r"^```\n(\{\n  user: ops\n.*?)^```", guide, re.MULTILINE | re.DOTALL)
+    assert block, "docs/operations.md lost its ops user"
+    return block.group(1)
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nats-server did not start (exit {process.poll()})")
+
+
+async def _admin_creates_the_stream(url: str, password: str) -> None:
+    nc = await nats.connect(url, user="admin", password=password)
+    js = nc.jetstream()
+    await js.add_stream(name="IM_MESSAGES", subjects=["im.msg.>"])
+    await js.add_consumer("IM_MESSAGES", durable_name="history", ack_policy="explicit")
+    await js.publish("im.msg.c1", b'{"type": "new_message"}')
+    await nc.close()
+
+
+async def _publish_refused(url: str, password: str) -> bool:
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats.connect(url, user="ops", password=password, error_cb=on_error)
+    await nc.publish("im.router.send", b"{}")
+    await nc.flush()
+    await asyncio.sleep(0.2)
+    await nc.close()
+    return any("permissions violation" in str(e).lower() for e in errors)
