@@ -63,6 +63,19 @@ class FaultStack:
         except (urllib.error.URLError, OSError, ValueError):
             return 0, {}
 
+    def metric(self, service: str, name: str) -> float | None:
+        """One unlabelled value from the service's /metrics (None if absent or unreachable)."""
+        url = f"http://127.0.0.1:{self.stack.ports[service]}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as answer:
+                text = answer.read().decode()
+        except (urllib.error.URLError, OSError):
+            return None
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
     def exited(self) -> list[str]:
         return [name for name, p in self.stack.processes.items() if p.poll() is not None]
 
