@@ -78,3 +78,59 @@ BROKEN_JSON = st.one_of(
     st.integers(1025, 3000).map(lambda n: "[" * n + "]" * n),
     st.integers(1025, 3000).map(lambda n: '{"type":"ping","x":' + "[" * n + "]" * n + "}"),
 )
+
+
+def from_schema(schema: dict[str, Any], real: dict[str, list[Any]]) -> st.SearchStrategy[Any]:
+    """Values that pass ``schema`` (the subset of JSON Schema our contracts use), hostile
+    where the schema lets them be: edge integers, any Unicode, any JSON where untyped.
+    A property named in ``real`` also draws from those real values (ids that exist)."""
+    for key in ("oneOf", "anyOf"):
+        if schema.get(key):
+            return st.one_of(*[from_schema({**schema, key: None, **v}, real) for v in schema[key]])
+    if "const" in schema:
+        return st.just(schema["const"])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kinds = schema.get("type")
+    if isinstance(kinds, list):
+        return st.one_of(*[from_schema({**schema, "type": kind}, real) for kind in kinds])
+    maker = _MAKERS.get(kinds) if isinstance(kinds, str) else None
+    return maker(schema, real) if maker else HOSTILE
+
+
+def _string(schema: dict[str, Any], _: dict[str, list[Any]]) -> st.SearchStrategy[str]:
+    low, high = schema.get("minLength", 0), schema.get("maxLength", 300)
+    text = (st.from_regex(schema["pattern"].removeprefix("^").removesuffix("$"), fullmatch=True)
+            if "pattern" in schema
+            else st.text(min_size=low, max_size=min(high, 300)))
+    return text.filter(lambda s: low <= len(s) <= high)
+
+
+def _integer(schema: dict[str, Any], _: dict[str, list[Any]]) -> st.SearchStrategy[int]:
+    low, high = schema.get("minimum", -(2**63)), schema.get("maximum", 2**63 - 1)
+    edges = [v for v in (low, low + 1, 2**31 - 1, 2**31, 2**53 - 1, high) if low <= v <= high]
+    return st.one_of(st.integers(low, high), st.sampled_from(edges))
+
+
+def _array(schema: dict[str, Any], real: dict[str, list[Any]]) -> st.SearchStrategy[list[Any]]:
+    items = from_schema(schema.get("items", {}), real)
+    return st.lists(items, min_size=schema.get("minItems", 0), max_size=min(schema.get("maxItems", 5), 5))
+
+
+@st.composite
+def _object(draw: st.DrawFn, schema: dict[str, Any], real: dict[str, list[Any]]) -> dict[str, Any]:
+    props: dict[str, Any] = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    out = {}
+    for name, sub in props.items():
+        if name in required or draw(st.booleans()):
+            pool = [st.sampled_from(real[name])] * 3 if real.get(name) else []
+            out[name] = draw(st.one_of(*pool, from_schema(sub, real)))
+    return out
+
+
+_MAKERS: dict[str, Any] = {
+    "string": _string, "integer": _integer, "array": _array, "object": _object,
+    "number": _integer, "boolean": lambda s, r: st.booleans(),
+    "null": lambda s, r: st.none(),
+}
