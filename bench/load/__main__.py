@@ -3,7 +3,7 @@
     python -m bench.load [--pairs N] [--workers N] [--rates R,R,...] [--seconds S]
                          [--idle N] [--members N] [--messages N] [--backlog-rounds N]
                          [--no-horizontal] [--no-profile] [--smoke] [--out DIR]
-                         [--write BENCHMARKS.md]
+                         [--write BENCHMARKS.md] [--report-only]
 
 Starts its own servers (the relay, then isolated stacks: own nats-server, database and
 Redis prefix; MySQL/Redis from NJ_MYSQL_* / NJ_REDIS_URL), runs the scenarios, checks
@@ -47,6 +47,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="seconds: " + " ".join(SMOKE))
     parser.add_argument("--out", default="bench/results", help="where load.{json,md,png} go")
     parser.add_argument("--write", metavar="FILE", help="replace the load section of FILE")
+    parser.add_argument("--report-only", action="store_true",
+                        help="no runs: report OUT/load.json again (tables, plot, section)")
     args = parser.parse_args(argv)
     return parser.parse_args(argv + SMOKE) if args.smoke else args
 
@@ -74,26 +76,26 @@ def failed(result: dict[str, Any]) -> list[str]:
             if name in result and not result[name]["check"]["ok"]]
 
 
-def markdown(result: dict[str, Any], opts: runs.Options, benchmarks: Path) -> str:
-    product, relay = result["product"], result["relay"]
+def markdown(result: dict[str, Any], benchmarks: Path, png: str) -> str:
+    product, relay, opts = result["product"], result["relay"], result["options"]
     faults = failed(result)
     load = result["load_average"]
-    parts = ["**Run: FAILED** — " + "; ".join(faults) if faults else
+    parts = [f"Taken {result['when']} (commit {result['commit']}) on a machine shared with other "
+             f"work: load average {load[0]:.1f} before, {load[1]:.1f} after (2 cores).",
+             "**Run: FAILED** — " + "; ".join(faults) if faults else
              "Run: history check ok (every acked message stored once and held once, in order, "
              "by its recipient).",
              tables.summary(product, relay, tables.history_p99(benchmarks)),
-             f"Scenario 1 steps: {opts.pairs} pairs ({2 * opts.pairs} clients) in {opts.workers} "
-             f"client processes, {opts.seconds:g} s per step; latency is send → first arrival "
-             "(ms); 'held' = p99 < 50 ms, nothing missing after the drain, ≥ 90 % of the offered "
-             "rate achieved.",
+             f"Scenario 1 steps: {opts['pairs']} pairs ({2 * opts['pairs']} clients) in "
+             f"{opts['workers']} client processes, {opts['seconds']:g} s per step; latency is "
+             "send → first arrival (ms); 'held' = p99 < 50 ms, nothing missing after the drain, "
+             "≥ 90 % of the offered rate achieved.",
+             f"![latency percentiles against offered rate]({png})",
              tables.step_table(product, relay),
              "Server CPU seconds per process and step (product); at rest, every client "
              f"connected and nothing sent, the servers used {product['resting_cpu']:.2f} CPU "
              "s/s (counted in the per-message figures above):", tables.cpu_table(product),
              tables.profile_table(product)]
-    if "when" in result:
-        parts.insert(0, f"Taken {result['when']} on a machine shared with other work: load "
-                     f"average {load[0]:.1f} before, {load[1]:.1f} after (2 cores).")
     if horizontal := result.get("horizontal"):
         parts += ["Two gateways and two routers (every message enters on one gateway and "
                   "leaves on the other): steps, then CPU seconds per process; events written "
@@ -103,27 +105,43 @@ def markdown(result: dict[str, Any], opts: runs.Options, benchmarks: Path) -> st
     return "\n\n".join([*parts, notes.HOW, notes.SCALING])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+def measure(args: argparse.Namespace, argv: list[str], out: Path) -> dict[str, Any]:
+    """Every run, with what is needed to report it later (``--report-only``)."""
     opts = options(args, out)
     before = os.getloadavg()[0]
     result = run_all(opts)
-    result["load_average"] = [before, os.getloadavg()[0]]
-    result["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    result["commit"] = report.commit()
+    result.update(load_average=[before, os.getloadavg()[0]], commit=report.commit(),
+                  when=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                  options={**dataclasses.asdict(opts), "profile": str(opts.profile)},
+                  command="make bench-load (python -m bench.load " + " ".join(argv) + ")")
     (out / "load.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+def publish(result: dict[str, Any], out: Path, write: str | None) -> None:
+    """load.png, load.md and, with ``write``, the load section of that Markdown file."""
     plot.latency_plot({"natterjack": result["product"]["steps"], "relay": result["relay"]["steps"],
                        **({"2 gw + 2 routers": result["horizontal"]["steps"]}
                           if "horizontal" in result else {})}, out / "load.png")
-    body = markdown(result, opts, Path(args.write or "BENCHMARKS.md"))
+    benchmarks = Path(write or "BENCHMARKS.md")
+    png = os.path.relpath(out / "load.png", benchmarks.resolve().parent)
+    body = markdown(result, benchmarks, png)
     (out / "load.md").write_text(body + "\n")
     print(body)
-    if args.write:
-        command = "make bench-load (python -m bench.load " + " ".join(
-            sys.argv[1:] if argv is None else argv) + ")"
-        report.write_section(Path(args.write), "load", command, body)
+    if write:
+        report.write_section(benchmarks, "load", result["command"], body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        result = json.loads((out / "load.json").read_text())
+    else:
+        result = measure(args, argv, out)
+    publish(result, out, args.write)
     return 1 if failed(result) else 0
 
 
