@@ -32,6 +32,9 @@ def py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
+RATE_HZ = 200
+
+
 class Profile:
     """``py-spy record`` of one process for a while, as collapsed stacks (raw format)."""
 
@@ -40,7 +43,7 @@ class Profile:
         spy = py_spy()
         if spy and os.geteuid() == 0:
             self.process = subprocess.Popen(
-                [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "50",
+                [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(RATE_HZ),
                  "--format", "raw", "--gil", "--nonblocking", "-o", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -50,6 +53,11 @@ class Profile:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+    def samples(self) -> int:
+        lines = self.out.read_text().splitlines() if self.out.exists() else []
+        return sum(int(count) for _, _, count in (line.rpartition(" ") for line in lines)
+                   if count.isdigit())
 
     def top(self, n: int = 10) -> dict[str, list[tuple[str, float]]]:
         """Shares of the samples: the frames with most own time, and the project's

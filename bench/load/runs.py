@@ -133,7 +133,8 @@ def hottest_profile(found: dict[str, Profile], first: dict[str, Any]) -> dict[st
     for profile in found.values():
         profile.wait()
     name = max(found, key=lambda n: first["cpu_s"][n])
-    return {"service": name, "top": found[name].top()}
+    return {"service": name, "top": found[name].top(), "samples": found[name].samples(),
+            "others": {n: p.top(4).get("project", []) for n, p in found.items() if n != name}}
 
 
 def reconnect_round(fleet: Fleet) -> dict[str, Any]:

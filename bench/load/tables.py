@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.report import table
 
+from .procs import RATE_HZ
 from .steps import P99_GOAL_MS, sustained
 
 HISTORY_ROW = re.compile(r"^\| \((a|b)\) [^|]*\| [^|]*\| ([0-9.]+) \|", re.M)
@@ -154,6 +155,11 @@ def profile_table(product: dict[str, Any]) -> str:
     rows = [[f"`{a[0]}`" if a else "", f"{a[1] * 100:.1f} %" if a else "",
              f"`{b[0]}`" if b else "", f"{b[1] * 100:.1f} %" if b else ""]
             for a, b in itertools.zip_longest(own, ours)]
-    return (f"Profile: py-spy (GIL holder, 50 Hz) of {found['service']}, the service with most "
-            "CPU in the first step, during that step; shares of the samples:\n\n"
-            + table(["frame (own time)", "share", "project function (inclusive)", "share"], rows))
+    others = "; ".join(f"{name}: " + ", ".join(f"`{f}` {share * 100:.0f} %" for f, share in top)
+                       for name, top in found.get("others", {}).items())
+    return (f"Profile: py-spy of {found['service']} (the service with most CPU in the first step) "
+            f"during that step, samples taken while it held the GIL ({found.get('samples', '?')} "
+            f"at {RATE_HZ} Hz); shares of the samples:\n\n"
+            + table(["frame (own time)", "share", "project function (inclusive)", "share"], rows)
+            + (f"\n\nThe other services' project functions with most inclusive time: {others}."
+               if others else ""))
