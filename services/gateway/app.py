@@ -64,11 +64,10 @@ async def main(config: Config, *, handle_signals: bool = True,
         if presence:
             nursery.start_soon(_refresh_presence, presence, hub, config.common.presence_ttl_s)
 
-        async def drain() -> None:
+        async def drain() -> None:  # bounded by NJ_SHUTDOWN_DEADLINE_S
             edge.go_away()
-            with trio.move_on_after(2):
-                while hub.all():  # noqa: ASYNC110 - sockets close on their own tasks
-                    await trio.sleep(0.05)
+            while hub.all():  # noqa: ASYNC110 - sockets close on their own tasks
+                await trio.sleep(0.05)
         return drain
 
     tls = (config.tls_cert, config.tls_key) if config.tls_cert else None

@@ -47,6 +47,7 @@ class Connection:
     watching: set[str] = field(default_factory=set)  # chats with a gap watcher running
     synced: set[str] = field(default_factory=set)  # chats caught up since connect (sync_done sent)
     on_gap: Callable[[Connection, str], None] | None = None
+    reading: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's frame loop
 
     def __post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[str](self.queue_size)
@@ -108,6 +109,13 @@ class Connection:
         for chat_id, seq, text in held:
             self.deliver(chat_id, seq, text)
 
+    def finish(self, code: int, reason: str) -> None:
+        """Close once every frame already queued is written (going away: the answers to
+        the requests it took still reach the client)."""
+        if not self.closed.is_set():
+            self.close_code, self.close_reason = code, reason
+            self._send.close()
+
     def close(self, code: int, reason: str) -> None:
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
@@ -131,3 +139,5 @@ class Connection:
                 metrics.message_out()
         except ConnectionClosed:
             self.close(1006, "socket closed")
+            return
+        self.close(self.close_code, self.close_reason)  # finish(): the queue is written

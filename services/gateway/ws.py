@@ -78,16 +78,22 @@ class WebSocketEdge:
     async def run_connection(self, conn: Connection) -> None:
         self.hub.add(conn)
         metrics.CONNECTIONS.inc()
+        if not self.accepting:  # accepted just before going away
+            conn.reading.cancel()
         try:
             await self._came_online(conn)
             async with trio.open_nursery() as nursery:
                 conn.nursery = nursery
-                nursery.start_soon(conn.writer)
-                nursery.start_soon(self.frames.catch_up.on_connect, conn)
-                nursery.start_soon(self._reader, conn)
-                nursery.start_soon(self._expire, conn)
-                nursery.start_soon(self._keepalive, conn)
-                await conn.closed.wait()
+                try:
+                    nursery.start_soon(conn.writer)
+                    nursery.start_soon(self.frames.catch_up.on_connect, conn)
+                    nursery.start_soon(self._reader, conn)
+                    nursery.start_soon(self._expire, conn)
+                    nursery.start_soon(self._keepalive, conn)
+                    await conn.closed.wait()
+                finally:
+                    # Before the nursery closes: a delivery must not start a task in it then.
+                    self.hub.remove(conn)
                 nursery.cancel_scope.cancel()
         finally:
             self.hub.remove(conn)
@@ -156,15 +162,20 @@ class WebSocketEdge:
                 return
 
     async def _reader(self, conn: Connection) -> None:
+        """Take frames until the client closes or the gateway goes away; going away, the
+        frames already taken are answered first, then the socket closes with 1001."""
         limiter = trio.CapacityLimiter(self.config.sends_in_flight)
         async with trio.open_nursery() as nursery:
-            try:
-                while True:
-                    text = await conn.ws.get_message()
-                    await limiter.acquire_on_behalf_of(token := object())
-                    nursery.start_soon(self._one_frame, conn, text, limiter, token)
-            except ConnectionClosed:
-                conn.close(1000, "client closed")
+            with conn.reading:
+                try:
+                    while True:
+                        text = await conn.ws.get_message()
+                        await limiter.acquire_on_behalf_of(token := object())
+                        nursery.start_soon(self._one_frame, conn, text, limiter, token)
+                except ConnectionClosed:
+                    conn.close(1000, "client closed")
+        if conn.reading.cancelled_caught:
+            conn.finish(CLOSE_GOING_AWAY, "server going away")
 
     async def _one_frame(self, conn: Connection, text: str | bytes, limiter: trio.CapacityLimiter,
                          token: object) -> None:
@@ -194,7 +205,8 @@ class WebSocketEdge:
         conn.claims = claims
 
     def go_away(self) -> None:
-        """SIGTERM: stop accepting, tell every client to reconnect (possibly elsewhere)."""
+        """SIGTERM: stop accepting and taking frames; each socket closes with 1001 (reconnect,
+        possibly elsewhere) once the frames it already took are answered."""
         self.accepting = False
         for conn in self.hub.all():
-            conn.close(CLOSE_GOING_AWAY, "server going away")
+            conn.reading.cancel()
