@@ -2,7 +2,7 @@
 product and compares every observation with a pure model of it (``product_model``).
 
 Rules: register users, log in second devices, create direct chats (a repeat is the same
-chat) and groups, add and remove members, send texts (the ack's seq is the model's next
+chat) and groups, add and remove members, list a user's chats (last seq, unread), send texts (the ack's seq is the model's next
 seq of the chat), resend a client message id (same message and seq, no new event), send to
 a chat the user is not in (4003), take devices offline and back (resume from the ack
 cursor), ack up to a seq (the delivery cursor moves; the senders' online devices get
@@ -306,6 +306,17 @@ class ProductMachine(RuleBasedStateMachine):
         for item in body["events"]:
             _same_item(item, self.model.event(chat_id, item["seq"]))
 
+    @rule(which=pick)
+    def list_chats(self, which: int) -> None:
+        """The user's chats, each with its last seq and unread count (above the read position)."""
+        user_id = _choose(sorted(self.users), which)
+        want = {c.chat_id: (c.kind, c.last_seq, c.last_seq - self.model.reads.get((user_id, c.chat_id), 0))
+                for c in self.model.chats_of(user_id)}
+        answer = self._poll(lambda: self._http("GET", "/api/v1/chats", user_id),
+                            lambda a: a.status_code == 200 and _chat_list(a.json()) == want)
+        assert answer.status_code == 200, answer.text
+        assert _chat_list(answer.json()) == want, f"chats of {user_id}: {answer.json()}, model {want}"
+
     def _askable(self) -> list[tuple[str, str]]:
         return [(message_id, u) for message_id, chat_id in sorted(self.model.chat_of.items())
                 for u in sorted(self.model.chats[chat_id].members)]
@@ -395,10 +406,8 @@ class ProductMachine(RuleBasedStateMachine):
             lows, high = self.model.window(key, chat_id)
             events = [f for f in frames if f["type"] in EVENTS and f["chat_id"] == chat_id]
             own = device.own.get(chat_id, set())
-            arrivals = [("event" if f["type"] in EVENTS else "ack", f["seq"]) for f in frames
-                        if f.get("chat_id") == chat_id and (f["type"] in EVENTS or (
-                            f["type"] == "message_ack" and f["seq"] in own))]
-            faults += [f"{chat_id}: {fault}" for fault in _chat_faults(arrivals, own, lows, high)]
+            seqs = [f["seq"] for f in events]
+            faults += [f"{chat_id}: {fault}" for fault in _chat_faults(seqs, own, lows, high)]
             faults += [f"{chat_id}: {fault}" for f in events
                        if (fault := _event_fault(f, self.model.event(chat_id, f["seq"])
                                                  if f["seq"] <= self.model.chats[chat_id].last_seq else None))]
@@ -450,17 +459,16 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _chat_faults(arrivals: list[tuple[str, int]], own: set[int], lows: frozenset[int],
-                 high: int) -> list[str]:
-    """What one connection got of one chat, in arrival order ("event" frames, and "ack"s of
-    its own messages), against its window: every seq from one of ``lows`` to ``high`` once,
-    nothing else, in seq order."""
-    seqs = [seq for kind, seq in arrivals if kind == "event"]
+def _chat_faults(seqs: list[int], own: set[int], lows: frozenset[int], high: int) -> list[str]:
+    """The seqs of one chat's events one connection read, in arrival order, against its
+    window: every seq from one of ``lows`` to ``high`` once (its own messages held from
+    their message_ack, a reply that is not ordered with the events), nothing else, events
+    in seq order."""
     faults = [f"seq {s} came {seqs.count(s)} times" for s in sorted(set(seqs)) if seqs.count(s) > 1]
     held = set(seqs) | own
     if not any(held == set(range(low, high + 1)) for low in lows):
         faults.append(f"holds {sorted(held)}, owed {sorted(lows)}..{high}")
-    first = list(dict.fromkeys(seq for _, seq in arrivals))
+    first = list(dict.fromkeys(seqs))
     if first != sorted(first):
         faults.append(f"out of order: {first}")
     return faults
@@ -482,12 +490,16 @@ def _event_fault(frame: dict[str, Any], event: Event | None) -> str | None:
 def _same_item(item: dict[str, Any], event: Event) -> None:
     if event.type == "message":
         got = (item["type"], item["message_id"], item["sender_id"], item["sender_device_id"],
-               item["content"], item["client_msg_id"])
+               item["content"], item["client_msg_id"], item.get("state"))
         want = ("message", event.message_id, event.sender_id, event.sender_device_id, event.content,
-                event.client_msg_id)
+                event.client_msg_id, "active")
     else:
         got, want = (item["type"], item.get("kind")), ("chat_updated", event.kind)
     assert got == want, f"history item {item['chat_id']}#{item['seq']}: {got}, model {want}"
+
+
+def _chat_list(body: dict[str, Any]) -> dict[str, tuple[str, int, int]]:
+    return {c["chat_id"]: (c["type"], c["last_seq"], c["unread"]) for c in body.get("chats", [])}
 
 
 def _seqs(body: dict[str, Any]) -> list[int]:
