@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,8 @@ class ChatRun:
         """Wait until MySQL holds every seq and the ``connected`` phones (default: all) hold
         the newest; then the checker: nothing lost, nothing twice, in order, as sent."""
         connected = self.phones if connected is None else connected
-        stored = trio.run(wait_stored, self.mysql, {self.chat_id: self.last_seq})
+        stored = trio.run(partial(wait_stored, self.mysql, {self.chat_id: self.last_seq},
+                                  interval=0.02))
         top = max((event.seq for event in stored), default=0)
         assert wait_until(lambda: all(self.holds(p, top) for p in connected), 10), \
             [(p.user.username, p.ws is not None) for p in connected if not self.holds(p, top)]

@@ -86,6 +86,7 @@ def test_property_11_error_handling_and_recovery(run: ChatRun, outage: str, seco
     history's writer retries its batch with doubling waits, each failure logged with the
     attempt, the error and the wait; once MySQL is back every message is stored exactly
     once, dense and as sent, and the writer logs its recovery.
+    Requirements R5.5, R6.1, R6.4: database failures retried with backoff and logged in detail.
     """
     faulty = run.faulty
     since = faulty.log_size("history")

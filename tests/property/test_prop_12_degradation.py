@@ -89,6 +89,7 @@ def test_property_12_graceful_degradation(run: ChatRun, outage: str, sends: int,
     reporting Redis down and itself degraded; once Redis is back, every connected device
     is online again within seconds, sends go on and reach everyone live, and MySQL holds
     every event once, densely numbered.
+    Requirement R6.2: without Redis the system runs on MySQL alone, degraded.
     """
     faulty, phones = run.faulty, run.phones
     before = run.last_seq

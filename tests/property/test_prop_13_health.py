@@ -145,6 +145,7 @@ def test_property_13_health_check_availability(proxied: Proxied, state: State) -
     down or hung, its /ready soon reports each dependency's state and its own (down with
     503 when a required dependency is down, degraded with 200 when only Redis is, ok with
     200 otherwise), and its /health answers 200 at once with the same last-known state.
+    Requirement R6.3: health check endpoints for monitoring.
     """
     proxied.apply(state)
     with httpx.Client() as http:

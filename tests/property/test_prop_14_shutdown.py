@@ -202,6 +202,7 @@ def test_property_14_graceful_shutdown(setup: Setup, devices: int, senders: list
     answers every send it took (ack or a clean error) before closing each socket with 1001,
     finishes within NJ_SHUTDOWN_DEADLINE_S, releases its listeners and its NATS connection,
     and no acked message is lost (every one stored once; an unanswered send is not stored).
+    Requirement R6.5: graceful shutdown with cleanup and resource release.
     """
     baseline = gateway_connections(setup.nats)
     config = load({**setup.stack.env, "NJ_GATEWAY_HTTP_PORT": "0", "NJ_GATEWAY_WS_PORT": "0"})
