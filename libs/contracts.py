@@ -18,6 +18,10 @@ import orjson
 from .errors import NatterjackError
 
 Validator = Callable[[Any], Any]
+# Deepest JSON a client's frame or body, and a stored content or metadata, may nest: the bus
+# encoder (orjson) stops at 255 levels, and a stored event travels inside a few more
+# (delivery envelopes, history pages, HTTP answers).
+MAX_DEPTH = 64
 
 
 def proto_dir() -> Path:
@@ -48,3 +52,17 @@ def check(validate: Validator, value: Any, *, code: int, what: str) -> Any:
         path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path[1:])
         raise NatterjackError(f"{what}: {path} {exc.message.removeprefix('data').strip()}",
                               code=code, details={"path": path}) from None
+
+
+def nested_deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests arrays/objects more than ``limit`` levels (iteratively: no recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if level > limit:
+            return True
+        pending.extend((child, level + 1) for child in children)
+    return False

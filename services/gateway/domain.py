@@ -13,27 +13,11 @@ from libs import contracts
 from .errors import BadFrame, FrameTooLarge, UnknownFrameType
 
 CLIENT_FRAMES = ("send_message", "ack", "read", "start_typing", "stop_typing", "sync", "auth", "ping")
-# Deepest JSON a frame or body may nest: the bus encoder (orjson) stops at 255 levels, and a
-# stored event travels inside a few more (delivery envelopes, history pages).
-MAX_DEPTH = 64
-
-
-def nested_deeper_than(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests arrays/objects more than ``limit`` levels (iteratively: no recursion)."""
-    pending = [(value, 1)]
-    while pending:
-        item, level = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if level > limit:
-            return True
-        pending.extend((child, level + 1) for child in children)
-    return False
+MAX_DEPTH = contracts.MAX_DEPTH
 
 
 def check_depth(value: Any) -> None:
-    if nested_deeper_than(value, MAX_DEPTH):
+    if contracts.nested_deeper_than(value, MAX_DEPTH):
         raise BadFrame(f"JSON nested deeper than {MAX_DEPTH} levels")
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from libs import contracts
+
 from .errors import BadRequest, NotAllowed
 
 CHAT_TYPES = ("direct", "group")
@@ -23,6 +25,14 @@ def require_id(payload: dict[str, Any], field: str, pattern: re.Pattern[str] = _
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise BadRequest(f"{field} must be an id string", details={"path": f"$.{field}"})
     return value
+
+
+def require_shallow(payload: dict[str, Any], field: str) -> None:
+    """Stored values nest at most contracts.MAX_DEPTH levels: deeper ones could be stored but
+    never read back (history pages and deliveries wrap them beyond what the bus encodes)."""
+    if contracts.nested_deeper_than(payload.get(field)):
+        raise BadRequest(f"{field} is nested deeper than {contracts.MAX_DEPTH} levels",
+                         details={"path": f"$.{field}"})
 
 
 def require_int(payload: dict[str, Any], field: str, *, minimum: int = 0) -> int:
@@ -87,6 +97,8 @@ def send_request(payload: dict[str, Any], metadata_max_bytes: int) -> SendReques
         version = require_int(payload, "content_version", minimum=1)
     if "content" not in payload:
         raise BadRequest("content is required", details={"path": "$.content"})
+    require_shallow(payload, "content")
+    require_shallow(payload, "metadata")
     metadata = payload.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise BadRequest("metadata must be an object", details={"path": "$.metadata"})
@@ -141,6 +153,7 @@ def update_request(payload: dict[str, Any]) -> UpdateRequest:
         raise BadRequest("kind must be edit, recall or delete", details={"path": "$.kind"})
     if kind == "edit" and "content" not in payload:
         raise BadRequest("an edit carries content", details={"path": "$.content"})
+    require_shallow(payload, "content")
     return UpdateRequest(require_id(payload, "actor_id"),
                          require_id(payload, "actor_device_id", _DEVICE_ID),
                          require_id(payload, "chat_id"), require_int(payload, "target_seq", minimum=1),

@@ -1,11 +1,12 @@
-"""Frames and bodies nest at most MAX_DEPTH levels: the bus encoder stops at 255."""
+"""Frames, bodies and stored contents nest at most MAX_DEPTH levels: the bus encoder stops at 255."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from services.gateway.domain import MAX_DEPTH, nested_deeper_than, parse_frame
+from libs.contracts import nested_deeper_than
+from services.gateway.domain import MAX_DEPTH, parse_frame
 from services.gateway.errors import BadFrame
 
 
@@ -27,3 +28,14 @@ def test_a_frame_deeper_than_the_limit_is_malformed_and_one_at_it_passes() -> No
     parse_frame(orjson.dumps({**frame, "metadata": nested(MAX_DEPTH - 1)}), 1 << 20)
     with pytest.raises(BadFrame, match="nested deeper"):
         parse_frame(orjson.dumps({**frame, "metadata": nested(MAX_DEPTH)}), 1 << 20)
+
+
+def test_router_refuses_content_or_metadata_it_could_never_read_back() -> None:
+    from services.router.domain import send_request
+    from services.router.errors import BadRequest
+
+    send = {"sender_id": "u", "sender_device_id": "d", "client_msg_id": "c", "chat_id": "c", "content": "x"}
+    send_request({**send, "content": nested(MAX_DEPTH)}, 4096)
+    for field, value in (("content", nested(MAX_DEPTH + 1)), ("metadata", {"m": nested(MAX_DEPTH)})):
+        with pytest.raises(BadRequest, match="nested deeper"):
+            send_request({**send, field: value}, 4096)
