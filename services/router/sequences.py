@@ -42,11 +42,12 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {redis.call('INCR', KEYS[1]), 
 redis.call('SET', KEYS[1], ARGV[1])
 return {redis.call('INCR', KEYS[1]), 1}
 """
-# Lift a possibly stale counter to at least ARGV[1] (never lower it), then INCR.
+# Lift a possibly stale counter to at least ARGV[1] (never lower it), then INCR; returns the
+# counter before and the number handed out.
 _RESYNC = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return redis.call('INCR', KEYS[1])
+return {current, redis.call('INCR', KEYS[1])}
 """
 
 
@@ -61,9 +62,10 @@ class Sequencer:
         self._mysql_high: dict[str, int] = {}   # highest number MySQL handed out, per chat
         self._confirmed: dict[str, int] = {}    # PubAck'd, not yet flushed
         self._unreserved: dict[str, int] = {}   # handed out while MySQL was down
-        # Taken by MySQL allocations and by resyncs, never by the Redis fast path: a resync
-        # must read the high-water mark after every MySQL allocation in flight has committed,
-        # and reserve above the number it hands out before MySQL may allocate again.
+        # Taken by MySQL allocations, resumes and resyncs, never by the Redis fast path: a
+        # resume or resync must read the high-water mark after every MySQL allocation in
+        # flight has committed, and reserve above the number it hands out before MySQL may
+        # allocate again.
         self._switching: dict[str, trio.Lock] = {}
 
         client = cache.client
@@ -100,7 +102,12 @@ class Sequencer:
         return int(seq)
 
     async def _resume(self, chat_id: str, key: str) -> int:
-        """Redis lost the counter: continue above every number that could have been issued."""
+        """Redis lost the counter: continue above every number that could have been issued
+        (under the chat's lock: the mark must include every MySQL allocation in flight)."""
+        async with self._switch_lock(chat_id):
+            return await self._resume_locked(chat_id, key)
+
+    async def _resume_locked(self, chat_id: str, key: str) -> int:
         await self.flush()
         row = await self._marks(chat_id)
         hwm = row["seq_hwm"]
@@ -120,8 +127,14 @@ class Sequencer:
             if only_stale and chat_id not in self._stale:
                 return None
             hwm = (await self._marks(chat_id))["seq_hwm"]
-            seq = int(await self.cache.run(
-                lambda r: self._resync_script(keys=[key], args=[hwm], client=r)))
+            before, seq = await self.cache.run(
+                lambda r: self._resync_script(keys=[key], args=[hwm], client=r))
+            # Numbers the lift skips that neither the counter nor MySQL (here) handed out:
+            # the unissued rest of a reserved block. They become voids like any other gap.
+            first = max(int(before), self._mysql_high.get(chat_id, 0)) + 1
+            if first <= hwm:
+                self.on_gap(chat_id, first, hwm)
+            seq = int(seq)
             if reservation_needed(seq, self._reserved.get(chat_id, 0)):
                 await self._reserve(chat_id, seq)
             self._stale.discard(chat_id)
