@@ -119,8 +119,10 @@ class Worker:
         self.tally.last_arrival = now
 
     async def ack(self, device: Device, ws: WebSocketConnection, chat: str, seq: int) -> None:
+        """Cumulative: only the next seq after the last acked one (or the first one seen);
+        past a hole nothing is acked until a resend fills it."""
         top = self.top.get((device, chat), 0)
-        if seq > top:
+        if seq == top + 1 or (top == 0 and seq > 0):
             self.top[(device, chat)] = seq
             with contextlib.suppress(ConnectionClosed):
                 await ws.send_message(frame(type="ack", chat_id=chat, seq=seq))
