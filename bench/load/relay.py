@@ -53,11 +53,12 @@ def handler(peers: Peers):  # noqa: ANN201 - serve_websocket's handler type
     return serve
 
 
-async def serve(port: int, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve(port: int, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve on ``port`` (0: any free one); task_status gets the port it listens on."""
     peers: Peers = {}
     async with trio.open_nursery() as nursery:
-        await nursery.start(serve_websocket, handler(peers), "127.0.0.1", port, None)
-        task_status.started()
+        server = await nursery.start(serve_websocket, handler(peers), "127.0.0.1", port, None)
+        task_status.started(server.port)
 
 
 if __name__ == "__main__":
