@@ -2,7 +2,7 @@
 product and compares every observation with a pure model of it (``product_model``).
 
 Rules: register users, log in second devices, create direct chats (a repeat is the same
-chat) and groups, add and remove members, list a user's chats (last seq, unread), send texts (the ack's seq is the model's next
+chat) and groups, add and remove members, list a user's chats (last seq, unread), ask a user's presence, send texts (the ack's seq is the model's next
 seq of the chat), resend a client message id (same message and seq, no new event), send to
 a chat the user is not in (4003), take devices offline and back (resume from the ack
 cursor), ack up to a seq (the delivery cursor moves; the senders' online devices get
@@ -316,6 +316,17 @@ class ProductMachine(RuleBasedStateMachine):
                             lambda a: a.status_code == 200 and _chat_list(a.json()) == want)
         assert answer.status_code == 200, answer.text
         assert _chat_list(answer.json()) == want, f"chats of {user_id}: {answer.json()}, model {want}"
+
+    @rule(which=pick, asker=pick)
+    def presence(self, which: int, asker: int) -> None:
+        """Online while any device of the user is connected, offline once none is."""
+        user_id = _choose(sorted(self.users), which)
+        want = "online" if self.model.online_of(user_id) else "offline"
+        answer = self._poll(lambda: self._http("GET", f"/api/v1/users/{user_id}/presence",
+                                               _choose(sorted(self.users), asker)),
+                            lambda a: a.status_code == 200 and a.json()["status"] == want)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == want, f"presence of {user_id}: {answer.json()}, model {want}"
 
     def _askable(self) -> list[tuple[str, str]]:
         return [(message_id, u) for message_id, chat_id in sorted(self.model.chat_of.items())
