@@ -36,8 +36,8 @@ class Fault:
     restore: Callable[[FaultStack], None]
     outage: bool = False  # a dependency stays away for the profile's outage_s
     # Redis faults: numbers skipped at a failover are voided seconds later, after the
-    # gateway stopped holding later events for them, and sometimes a skipped block is not
-    # voided at all (known product limits: the test xfails on order and gaps alone).
+    # gateway stopped holding later events for them (a known product limit: the test
+    # xfails on order alone).
     late_voids: bool = False
     watch: Watch | None = None  # runs from injection to restoration
 
