@@ -71,7 +71,10 @@ class Phone:
                     if self.recorder is not None:
                         self.recorder.observe(self.device, frame)
                     if frame["type"] in STORED and self._acks(frame):
-                        await self.send({"type": "ack", "chat_id": frame["chat_id"], "seq": frame["seq"]})
+                        # Closing: the ack cannot go out, but what was sent before the close
+                        # frame is still read (e.g. the answers to sends in flight).
+                        with contextlib.suppress(ConnectionClosed):
+                            await self.send({"type": "ack", "chat_id": frame["chat_id"], "seq": frame["seq"]})
             except ConnectionClosed:
                 pass
 
