@@ -64,13 +64,50 @@ async def _answer(msg: Message, handler: Handler, verb: str) -> None:
     await msg.respond(orjson.dumps(result))
 
 
+class Intake:
+    """The request loops of one service, so shutdown can stop taking requests and still
+    answer the ones already taken: ``close()`` unsubscribes every loop (the queue group
+    routes new requests to other replicas); ``drained()`` returns once each loop's
+    requests in hand are answered."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._loops: set[trio.CancelScope] = set()
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def close(self) -> None:
+        self.closed = True
+        for scope in self._loops:
+            scope.cancel()
+
+    async def drained(self) -> None:
+        await self._idle.wait()
+
+    def _enter(self, scope: trio.CancelScope) -> None:
+        if self.closed:
+            scope.cancel()
+        if not self._loops:
+            self._idle = trio.Event()
+        self._loops.add(scope)
+
+    def _leave(self, scope: trio.CancelScope) -> None:
+        self._loops.discard(scope)
+        if not self._loops:
+            self._idle.set()
+
+
 async def serve_rpc(bus: Bus, subject: str, queue: str, handler: Handler, *,
-                    concurrency: int = 64,
+                    concurrency: int = 64, intake: Intake | None = None,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Answer requests on ``subject`` (queue group ``queue``) until cancelled."""
+    """Answer requests on ``subject`` (queue group ``queue``) until cancelled, or until
+    ``intake`` closes: then the requests in hand are answered and this returns."""
     sub = await bus.subscribe(subject, queue=queue)
     limiter = trio.CapacityLimiter(concurrency)
     verb = subject.split(".", 2)[-1]
+    receiving = trio.CancelScope()
+    if intake is not None:
+        intake._enter(receiving)
 
     async def one(msg: Message) -> None:
         try:
@@ -81,9 +118,14 @@ async def serve_rpc(bus: Bus, subject: str, queue: str, handler: Handler, *,
     try:
         async with trio.open_nursery() as nursery:
             task_status.started()
-            async for msg in sub:
-                await limiter.acquire_on_behalf_of(msg)
-                nursery.start_soon(one, msg)
+            with receiving:
+                async for msg in sub:
+                    await limiter.acquire_on_behalf_of(msg)
+                    nursery.start_soon(one, msg)
+            with trio.CancelScope(shield=True):
+                await sub.close()  # no more requests come here while those in hand finish
     finally:
         with trio.CancelScope(shield=True):
             await sub.close()
+        if intake is not None:
+            intake._leave(receiving)

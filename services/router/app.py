@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -27,7 +29,7 @@ async def main(config: Config, *, handle_signals: bool = True,
                task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the router; ``handle_signals=False`` when not on the main thread (tests)."""
 
-    async def start(runtime: Runtime, nursery: trio.Nursery) -> None:
+    async def start(runtime: Runtime, nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
         assert runtime.db is not None and runtime.cache is not None
         await trio.to_thread.run_sync(migrate, config.common.mysql, "router", MIGRATIONS)
         await ensure_stream(runtime.bus, config.stream)
@@ -45,9 +47,17 @@ async def main(config: Config, *, handle_signals: bool = True,
                   "members.add": admin.add_member, "members.remove": admin.remove_member,
                   "owner.transfer": admin.transfer_owner, "typing": signals.typing,
                   "types.register": types.register, "types.list": types.list}
+        intake = rpc.Intake()
         for verb, handler in routes.items():
-            await nursery.start(rpc.serve_rpc, runtime.bus, f"im.router.{verb}", QUEUE, handler)
+            await nursery.start(partial(rpc.serve_rpc, runtime.bus, f"im.router.{verb}", QUEUE,
+                                        handler, intake=intake))
         await nursery.start(signals.serve_presence, runtime.bus, QUEUE)
+
+        async def drain() -> None:  # bounded by NJ_SHUTDOWN_DEADLINE_S
+            intake.close()  # taken sends are answered: none is stored with its claim left behind
+            await intake.drained()
+            await fanout.drained()
+        return drain
 
     await run_service(config.common, start, uses_jetstream=True, handle_signals=handle_signals,
                       task_status=task_status)

@@ -34,12 +34,21 @@ class Fanout:
         self.presence_ttl_s = presence_ttl_s
         self.nursery = nursery
         self.limiter = trio.CapacityLimiter(concurrency)
+        self.backlog = backlog
         self.slots = trio.Semaphore(backlog)
 
     async def submit(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` in the background; waits while the backlog is full."""
         await self.slots.acquire()
         self.nursery.start_soon(self._run, fn, args)
+
+    async def drained(self) -> None:
+        """Return once every fan-out submitted so far has finished (shutdown: they record
+        the sends just answered, so a resent message is recognised)."""
+        for _ in range(self.backlog):
+            await self.slots.acquire()
+        for _ in range(self.backlog):
+            self.slots.release()
 
     async def _run(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         try:
