@@ -13,11 +13,13 @@ from __future__ import annotations
 import secrets
 import signal
 import socket
+import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,16 +31,18 @@ from hypothesis import strategies as st
 from libs.natsd import NatsServer
 from services.gateway import app
 from services.gateway.config import load
+from services.router import app as router_app
+from services.router.config import load as load_router
 from tests.checker import Expectations, Recorder, StoredEvent, check, fetch_stored
 from tests.e2e.client import User, register_and_login
-from tests.e2e.conftest import running_stack
 from tests.property.faulty import HEALTH, PHASES, wait_until
 from tests.property.phones import ACK_ALL, ACK_NOT_MESSAGES, Phone, Phones
 from tools.service_thread import ServiceThread
-from tools.stack import Stack, running_nats
+from tools.stack import SERVICES, Stack, build_stack, running_nats
 
 pytestmark = pytest.mark.timeout(600)
 DEADLINE_S = 2.0
+EXIT_S = 1.5  # a process's exit after its drain: closing NATS, the event loops, the interpreter
 USERS = 4
 GOING_AWAY = 1001
 
@@ -51,23 +55,49 @@ class Setup:
     users: list[User]
     chat_id: str
     mysql: Any
+    router: ServiceThread  # in this process: examples stop it and start another
+
+
+def start_router(env: dict[str, str]) -> ServiceThread:
+    router = ServiceThread(router_app.main, load_router({**env, "NJ_ROUTER_HTTP_PORT": "0"}),
+                           name="router-under-test")
+    router.start()
+    return router
 
 
 @pytest.fixture(scope="module")
 def setup(common_env, mysql_config) -> Iterator[Setup]:
-    with running_nats("nj-shutdown-nats-") as nats, \
-            running_stack(common_env, nats, NJ_SHUTDOWN_DEADLINE_S=str(DEADLINE_S),
-                          NJ_LOG_LEVEL="warning") as stack:
-        pool = Phones(stack.api, stack.ws_url, 0).start()
+    """auth, history, delivery-retry and a gateway as processes; the router in this process.
+    Requests time out after 1 s, so one a stopping router never took fails fast."""
+    with running_nats("nj-shutdown-nats-") as nats:
+        env = common_env("e2e", NJ_NATS_URL=nats.url, NJ_SHUTDOWN_DEADLINE_S=str(DEADLINE_S),
+                         NJ_REQUEST_TIMEOUT_S="1", NJ_LOG_LEVEL="warning", NJ_PRESENCE_TTL_S="3",
+                         NJ_DLV_BACKOFF_S="5,10,20")
+        env.pop("NJ_E2E_HTTP_PORT")
+        stack = build_stack(env, Path(tempfile.mkdtemp(prefix="nj-shutdown-")))
+        holder: list[ServiceThread] = [start_router(stack.env)]
         try:
-            users = [pool.run(register_and_login, pool.http, f"sd_{secrets.token_hex(4)}")
-                     for _ in range(USERS)]
-            answer = pool.run(lambda: pool.http.post("/api/v1/chats", headers=users[0].auth, json={
-                "type": "group", "name": "shutdown", "members": [u.user_id for u in users[1:]]}))
-            assert answer.status_code == 201, answer.text
-            yield Setup(stack, nats, pool, users, answer.json()["chat_id"], mysql_config)
+            for service in SERVICES:
+                if service != "router":
+                    stack.start(service)
+            for service in stack.processes:
+                stack.wait_ready(service)
+            pool = Phones(stack.api, stack.ws_url, 0).start()
+            try:
+                users = [pool.run(register_and_login, pool.http, f"sd_{secrets.token_hex(4)}")
+                         for _ in range(USERS)]
+                answer = pool.run(lambda: pool.http.post("/api/v1/chats", headers=users[0].auth, json={
+                    "type": "group", "name": "shutdown", "members": [u.user_id for u in users[1:]]}))
+                assert answer.status_code == 201, answer.text
+                running = Setup(stack, nats, pool, users, answer.json()["chat_id"], mysql_config,
+                                holder[0])
+                yield running
+                holder[0] = running.router
+            finally:
+                pool.stop()
         finally:
-            pool.stop()
+            stack.stop_all()
+            holder[0].stop()
 
 
 def gateway_connections(nats: NatsServer) -> int:
@@ -96,6 +126,7 @@ class Example:
         self.phones = [Phone(setup.users[i], ws_url, ACK_NOT_MESSAGES if lazy[i] else ACK_ALL,
                              recorder=self.recorder) for i in range(devices)]
         self.sent: list[tuple[Phone, str]] = []
+        self.frames: list[tuple[Phone, dict[str, Any]]] = []
 
     async def connect(self) -> None:
         for phone in self.phones:
@@ -109,6 +140,7 @@ class Example:
                      "content": f"s{secrets.token_hex(3)}"}
             self.recorder.sent(phone.device, frame)
             self.sent.append((phone, frame["id"]))
+            self.frames.append((phone, frame))
             await phone.send(frame)
 
     def answer(self, phone: Phone, frame_id: str) -> dict[str, Any] | None:
@@ -136,6 +168,32 @@ class Example:
         taken = {e.client_msg_id for e in stored} & unanswered
         assert not taken, f"sends stored but never answered (silently taken): {taken}"
         check(self.recorder, stored, Expectations(chats=[self.setup.chat_id])).assert_ok()
+
+    async def resend_failed(self) -> None:
+        """Every send answered (the gateway answers what the router never took with an
+        error); each one that failed goes again with its id, and must be acked now."""
+        for phone, frame_id in self.sent:
+            answer = await phone.wait_for(lambda f, i=frame_id: f["type"] in ("message_ack", "error")
+                                          and f.get("id") == i, timeout=10)
+            assert answer["type"] == "message_ack" or answer["code"] != 5000, answer
+            if answer["type"] == "error":
+                frame = next(f for d, f in self.frames if f["id"] == frame_id)
+                start = len(phone.frames)
+                await phone.send(frame)
+                again = await phone.wait_for(lambda f, i=frame_id: f["type"] in ("message_ack", "error")
+                                             and f.get("id") == i, start, timeout=10)
+                assert again["type"] == "message_ack", again
+
+    def check_resent(self) -> None:
+        """Every send is stored exactly once, acked where it is stored (checker)."""
+        stored = self.stored()
+        ids = [e.client_msg_id for e in stored if e.client_msg_id in {i for _, i in self.sent}]
+        assert sorted(ids) == sorted(i for _, i in self.sent), "a send is missing or stored twice"
+        check(self.recorder, stored, Expectations(chats=[self.setup.chat_id])).assert_ok()
+
+    async def disconnect(self) -> None:
+        for phone in self.phones:
+            await phone.disconnect()
 
     def stored(self) -> list[StoredEvent]:
         """The chat as stored once history holds every number the router handed out."""
@@ -190,20 +248,30 @@ def not_ready_once_draining(readiness: list[int]) -> bool:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=HEALTH, phases=PHASES)
-@given(devices=st.integers(1, USERS), senders=st.lists(st.integers(0, USERS - 1), max_size=8),
+@given(stopping=st.sampled_from(["gateway", "router"]), devices=st.integers(1, USERS),
+       senders=st.lists(st.integers(0, USERS - 1), max_size=8),
        lazy=st.lists(st.booleans(), min_size=USERS, max_size=USERS), pause=st.floats(0, 0.03))
-def test_property_14_graceful_shutdown(setup: Setup, devices: int, senders: list[int], lazy: list[bool],
-                                       pause: float) -> None:
+def test_property_14_graceful_shutdown(setup: Setup, stopping: str, devices: int, senders: list[int],
+                                       lazy: list[bool], pause: float) -> None:
     """Feature: im-backend-service, Property 14: Graceful Shutdown
 
     *For any* running system state, initiating shutdown should result in graceful cleanup
     and resource release: with any number of devices connected (some holding unacked
-    events) and sends in flight, a gateway asked to stop answers /ready 503 from then on,
-    answers every send it took (ack or a clean error) before closing each socket with 1001,
-    finishes within NJ_SHUTDOWN_DEADLINE_S, releases its listeners and its NATS connection,
-    and no acked message is lost (every one stored once; an unanswered send is not stored).
+    events) and sends in flight, a gateway or router asked to stop answers /ready 503 from
+    then on and finishes within NJ_SHUTDOWN_DEADLINE_S. The gateway answers every send it
+    took (ack or a clean error) before closing each socket with 1001 and releases its
+    listeners and its NATS connection; the router answers every send it took, so each send
+    is acked or fails cleanly and, resent with its id to the next router, is stored once.
+    No acked message is lost (every one stored once; an unanswered send is not stored).
     Requirement R6.5: graceful shutdown with cleanup and resource release.
     """
+    if stopping == "gateway":
+        gateway_stops(setup, devices, senders, lazy, pause)
+    else:
+        router_stops(setup, devices, senders, lazy, pause)
+
+
+def gateway_stops(setup: Setup, devices: int, senders: list[int], lazy: list[bool], pause: float) -> None:
     baseline = gateway_connections(setup.nats)
     config = load({**setup.stack.env, "NJ_GATEWAY_HTTP_PORT": "0", "NJ_GATEWAY_WS_PORT": "0"})
     gateway = ServiceThread(app.main, config, name="gateway-under-test")
@@ -215,8 +283,7 @@ def test_property_14_graceful_shutdown(setup: Setup, devices: int, senders: list
     time.sleep(pause)
     elapsed, readiness = stop_and_watch(gateway.stop, http_url)
 
-    assert not gateway.thread.is_alive()
-    assert gateway.error is None, "".join(traceback.format_exception(gateway.error))
+    stopped_cleanly(gateway)
     assert elapsed < DEADLINE_S + 1.0, elapsed
     assert not_ready_once_draining(readiness), readiness
     assert wait_until(example.closed, 5)
@@ -225,9 +292,32 @@ def test_property_14_graceful_shutdown(setup: Setup, devices: int, senders: list
     assert wait_until(lambda: gateway_connections(setup.nats) == baseline, 5)
 
 
+def router_stops(setup: Setup, devices: int, senders: list[int], lazy: list[bool], pause: float) -> None:
+    example = Example(setup, setup.stack.ws_url, devices, lazy)
+    setup.pool.run(example.connect)
+    setup.pool.run(example.write, senders)
+    time.sleep(pause)
+    router = setup.router
+    elapsed, readiness = stop_and_watch(router.stop, router.runtime.http_url)
+    stopped_cleanly(router)
+    assert elapsed < DEADLINE_S + 1.0, elapsed
+    assert not_ready_once_draining(readiness), readiness
+    assert refused(port_of(router.runtime.http_url))
+    setup.router = start_router(setup.stack.env)
+    setup.pool.run(example.resend_failed)
+    example.check_resent()
+    setup.pool.run(example.disconnect)
+
+
+def stopped_cleanly(service: ServiceThread) -> None:
+    assert not service.thread.is_alive()
+    assert service.error is None, "".join(traceback.format_exception(service.error))
+
+
 def test_sigterm_to_a_gateway_process(setup: Setup) -> None:
     """Property 14 with a real SIGTERM: a gateway process with devices and sends in flight
-    closes every socket with 1001, answers what it took and exits 0 within the deadline."""
+    closes every socket with 1001, answers what it took, drains within the deadline (no
+    ``service.drain_deadline_passed``) and exits 0 right after."""
     for round_number in range(3):
         name = f"gw-sigterm-{round_number}"
         api, ws_url = setup.stack.start_gateway(name)
@@ -238,7 +328,8 @@ def test_sigterm_to_a_gateway_process(setup: Setup) -> None:
         process.send_signal(signal.SIGTERM)
         elapsed, readiness = stop_and_watch(lambda p=process: p.wait(DEADLINE_S + 10), api)
         assert process.returncode == 0, setup.stack.tail(name)
-        assert elapsed < DEADLINE_S + 1.0, elapsed
+        assert "service.drain_deadline_passed" not in setup.stack.tail(name, 200)
+        assert elapsed < DEADLINE_S + EXIT_S, elapsed
         assert not_ready_once_draining(readiness), readiness
         assert wait_until(example.closed, 5)
         example.check()
