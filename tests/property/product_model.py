@@ -22,13 +22,14 @@ ReceiptKey = tuple[str, int, str, str | None, str]
 @dataclass(frozen=True)
 class Event:
     seq: int
-    type: str  # "message" or "chat_updated"
-    kind: str = ""  # chat_updated: created / member_added / member_removed
+    type: str  # "message", "message_updated" or "chat_updated"
+    kind: str = ""  # chat_updated: created / member_added / member_removed; edit / recall
     message_id: str = ""
     sender_id: str = ""
     sender_device_id: str = ""
     content: str = ""
     client_msg_id: str = ""
+    target_seq: int = 0  # message_updated: the message it changes
 
 
 @dataclass
@@ -84,6 +85,7 @@ class ProductModel:
         self.sent: dict[tuple[str, str], Event] = {}  # (user_id, client_msg_id) -> its message
         self.chat_of: dict[str, str] = {}  # message_id -> chat_id
         self.receipts: dict[DeviceKey, set[ReceiptKey]] = {}
+        self.current: dict[tuple[str, int], tuple[str, str | None]] = {}  # edited / recalled
 
     # ---- people -----------------------------------------------------------------------
     def add_user(self, user_id: str, username: str) -> None:
@@ -174,6 +176,27 @@ class ProductModel:
         self.chat_of[message_id] = chat_id
         self.devices[sender].own.setdefault(chat_id, set()).add(event.seq)
         return event
+
+    def update(self, chat_id: str, target_seq: int, kind: str, content: str | None) -> Event:
+        """An edit (new content) or a recall (content gone) of the message at ``target_seq``:
+        an event of its own; the message reads as its latest state from then on."""
+        chat, target = self.chats[chat_id], self.event(chat_id, target_seq)
+        event = Event(chat.last_seq + 1, "message_updated", kind, target.message_id, target.sender_id,
+                      content=content or "", target_seq=target_seq)
+        chat.append(event)
+        self.current[(chat_id, target_seq)] = ("edited", content) if kind == "edit" else ("recalled", None)
+        return event
+
+    def state_of(self, chat_id: str, seq: int) -> tuple[str, str | None]:
+        """A message's (state, current content)."""
+        return self.current.get((chat_id, seq), ("active", self.event(chat_id, seq).content))
+
+    def versions(self, chat_id: str, seq: int) -> list[str | None]:
+        """Every content the message has had (None: recalled): a copy read from history
+        after an edit shows the state of that moment."""
+        updates = [e for e in self.chats[chat_id].events if e.type == "message_updated" and e.target_seq == seq]
+        return [self.event(chat_id, seq).content,
+                *(e.content if e.kind == "edit" else None for e in updates)]
 
     def event(self, chat_id: str, seq: int) -> Event:
         return self.chats[chat_id].events[seq - 1]

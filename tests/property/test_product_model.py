@@ -2,7 +2,7 @@
 product and compares every observation with a pure model of it (``product_model``).
 
 Rules: register users, log in second devices, create direct chats (a repeat is the same
-chat) and groups, add and remove members, list a user's chats (last seq, unread), ask a user's presence, send texts (the ack's seq is the model's next
+chat) and groups, add and remove members, edit and recall messages, list a user's chats (last seq, unread), ask a user's presence, send texts (the ack's seq is the model's next
 seq of the chat), resend a client message id (same message and seq, no new event), send to
 a chat the user is not in (4003), take devices offline and back (resume from the ack
 cursor), ack up to a seq (the delivery cursor moves; the senders' online devices get
@@ -223,6 +223,24 @@ class ProductMachine(RuleBasedStateMachine):
         assert ack["type"] == "message_ack", ack
         assert (ack["message_id"], ack["chat_id"], ack["seq"]) == (event.message_id, chat_id, event.seq), ack
 
+    def _editable(self) -> list[tuple[str, Event]]:
+        """Messages whose sender is still a member, not recalled."""
+        return [(chat_id, e) for chat_id, c in sorted(self.model.chats.items()) for e in c.events
+                if e.type == "message" and e.sender_id in c.members
+                and self.model.state_of(chat_id, e.seq)[0] != "recalled"]
+
+    @precondition(lambda self: self._editable())
+    @rule(which=pick, recall=st.booleans(), text=texts)
+    def edit_or_recall(self, which: int, recall: bool, text: str) -> None:
+        """The sender edits or recalls its message: an event of its own at the next seq."""
+        chat_id, target = _choose(self._editable(), which)
+        path = f"/api/v1/chats/{chat_id}/messages/{target.seq}"
+        answer = (self._http("DELETE", f"{path}?mode=recall", target.sender_id) if recall
+                  else self._http("PATCH", path, target.sender_id, {"content": text}))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["seq"] == self.model.next_seq(chat_id), (answer.json(), self.model.next_seq(chat_id))
+        self.model.update(chat_id, target.seq, "recall" if recall else "edit", None if recall else text)
+
     def _strangers(self) -> list[tuple[DeviceKey, str]]:
         return [(k, chat_id) for k in self.model.online() for chat_id, c in sorted(self.model.chats.items())
                 if k[0] not in c.members]
@@ -304,7 +322,7 @@ class ProductMachine(RuleBasedStateMachine):
         body = answer.json()
         assert (_seqs(body), body["has_more"]) == (want.seqs, want.has_more), (bounds, body)
         for item in body["events"]:
-            _same_item(item, self.model.event(chat_id, item["seq"]))
+            _same_item(item, self.model.event(chat_id, item["seq"]), self._state(chat_id, item["seq"]))
 
     @rule(which=pick)
     def list_chats(self, which: int) -> None:
@@ -419,10 +437,15 @@ class ProductMachine(RuleBasedStateMachine):
             own = device.own.get(chat_id, set())
             seqs = [f["seq"] for f in events]
             faults += [f"{chat_id}: {fault}" for fault in _chat_faults(seqs, own, lows, high)]
-            faults += [f"{chat_id}: {fault}" for f in events
-                       if (fault := _event_fault(f, self.model.event(chat_id, f["seq"])
-                                                 if f["seq"] <= self.model.chats[chat_id].last_seq else None))]
+            faults += [f"{chat_id}: {fault}" for f in events if (fault := self._event_fault(chat_id, f))]
         return faults
+
+    def _event_fault(self, chat_id: str, frame: dict[str, Any]) -> str | None:
+        if frame["seq"] > self.model.chats[chat_id].last_seq:
+            return _event_fault(frame, None, [])
+        event = self.model.event(chat_id, frame["seq"])
+        versions = self.model.versions(chat_id, event.seq) if event.type == "message" else []
+        return _event_fault(frame, event, versions)
 
     @invariant()
     def history_equals_the_model(self) -> None:
@@ -435,7 +458,11 @@ class ProductMachine(RuleBasedStateMachine):
             assert answer.status_code == 200, answer.text
             assert _seqs(answer.json()) == want, f"history of {chat_id}: {_seqs(answer.json())}, model {want}"
             for item in answer.json()["events"]:
-                _same_item(item, chat.events[item["seq"] - 1])
+                _same_item(item, chat.events[item["seq"] - 1], self._state(chat_id, item["seq"]))
+
+    def _state(self, chat_id: str, seq: int) -> tuple[str, str | None]:
+        event = self.model.event(chat_id, seq)
+        return self.model.state_of(chat_id, seq) if event.type == "message" else ("", None)
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _http(self, method: str, path: str, user_id: str, body: Any = None) -> Any:
@@ -485,25 +512,35 @@ def _chat_faults(seqs: list[int], own: set[int], lows: frozenset[int], high: int
     return faults
 
 
-def _event_fault(frame: dict[str, Any], event: Event | None) -> str | None:
+def _event_fault(frame: dict[str, Any], event: Event | None, versions: list[str | None]) -> str | None:
     if event is None:
         return f"seq {frame['seq']} is beyond the chat's last event: {frame}"
     if frame["type"] == "new_message" and event.type == "message":
-        got = (frame["message_id"], frame["sender_id"], frame["sender_device_id"], frame["content"],
-               frame["client_msg_id"])
-        want = (event.message_id, event.sender_id, event.sender_device_id, event.content, event.client_msg_id)
+        got = (frame["message_id"], frame["sender_id"], frame["sender_device_id"], frame["client_msg_id"])
+        want = (event.message_id, event.sender_id, event.sender_device_id, event.client_msg_id)
+        if got != want:
+            return f"seq {event.seq} is {got}, model {want}"
+        return None if frame["content"] in versions else f"seq {event.seq} reads {frame['content']!r}, " \
+            f"the message had {versions}"
+    if frame["type"] == "message_updated" and event.type == "message_updated":
+        got = (frame["kind"], frame["target_seq"], frame.get("content") if event.kind == "edit" else "")
+        want = (event.kind, event.target_seq, event.content)
         return None if got == want else f"seq {event.seq} is {got}, model {want}"
     if frame["type"] == "chat_updated" and event.type == "chat_updated":
         return None if frame["kind"] == event.kind else f"seq {event.seq} is {frame['kind']}, model {event.kind}"
     return f"seq {event.seq} is a {frame['type']} frame, the model has a {event.type}: {frame}"
 
 
-def _same_item(item: dict[str, Any], event: Event) -> None:
+def _same_item(item: dict[str, Any], event: Event, state: tuple[str, str | None]) -> None:
+    """A history item against the model's event and, for a message, its current state."""
     if event.type == "message":
         got = (item["type"], item["message_id"], item["sender_id"], item["sender_device_id"],
-               item["content"], item["client_msg_id"], item.get("state"))
-        want = ("message", event.message_id, event.sender_id, event.sender_device_id, event.content,
-                event.client_msg_id, "active")
+               item["client_msg_id"], item.get("state"), item["content"])
+        want = ("message", event.message_id, event.sender_id, event.sender_device_id,
+                event.client_msg_id, *state)
+    elif event.type == "message_updated":
+        got = (item["type"], item["kind"], item["target_seq"])
+        want = ("message_updated", event.kind, event.target_seq)
     else:
         got, want = (item["type"], item.get("kind")), ("chat_updated", event.kind)
     assert got == want, f"history item {item['chat_id']}#{item['seq']}: {got}, model {want}"
