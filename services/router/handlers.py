@@ -183,8 +183,12 @@ class Handlers:
 
     async def _claim(self, req: domain.SendRequest) -> dict[str, Any] | None:
         try:
+            # The claim is "pending" only as long as a live router can take to number and
+            # publish a send: a router killed mid-send must not block retries of that id for
+            # the whole dedup window. The recorded ack keeps the full window.
+            pending_s = int(max(30, 3 * self.config.publish_deadline_s))
             previous = await self.storage.claim_send(req.sender_id, req.client_msg_id,
-                                                     self.config.dedup_ttl_s)
+                                                     min(pending_s, self.config.dedup_ttl_s))
         except CacheUnavailable:
             logger.warning("router.dedup_unavailable", client_msg_id=req.client_msg_id)
             return None
