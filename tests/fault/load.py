@@ -53,6 +53,7 @@ class Figures:
     connect_failures: int = 0
     sync_required: int = 0
     last_error: str = ""
+    error_codes: dict[str, int] = field(default_factory=dict)  # error answers by code
     acks: list[tuple[float, float]] = field(default_factory=list)  # (offered_at, latency)
     answers_at: list[float] = field(default_factory=list)  # when each ack arrived
 
@@ -187,6 +188,8 @@ class LoadClient:
 
     def _on_error(self, frame: dict[str, Any]) -> None:
         self.figures.errors += 1
+        code = str(frame.get("code"))
+        self.figures.error_codes[code] = self.figures.error_codes.get(code, 0) + 1
         pending = self.pending.get(str(frame["id"]))
         if pending is None:
             return
@@ -253,6 +256,13 @@ class Load:
                 turn += 1
                 client.offer(f"m{turn} {secrets.token_hex(6)}")
             await trio.sleep(0.02)
+
+    def still_pending(self) -> list[str]:
+        """Sends without a final answer: id, writes, and whether one is on a socket now."""
+        now = trio.current_time()
+        return [f"{id} writes={p.attempts} on_socket={p.socket is not None} "
+                f"retry_in={p.retry_at - now:.1f}s connected={c.ws is not None}"
+                for c in self.clients for id, p in c.pending.items()][:20]
 
     def unanswered(self) -> int:
         return sum(len(c.pending) for c in self.clients)

@@ -26,14 +26,15 @@ ROWS = [
         f"{r['window_s']:g} s")),
     ("fault lasted (inject → restored)", lambda r: f"{r['fault_lasted_s']} s"),
     ("acked while the fault lasted", lambda r: r["acked_during_fault"]),
-    ("error answers (all retried, same id) / final failures",
-     lambda r: f"{r['errors']} / {r['failed_final']}"),
+    ("error answers by code (retried, same id) / final failures",
+     lambda r: f"{_codes(r)} / {r['failed_final']}"),
     ("writes lost with a socket (resent, same id)", lambda r: r["connection_lost"]),
     ("reconnects (failed attempts)", lambda r: f"{r['reconnects']} ({r['connect_failures']})"),
     ("ack latency p50 / p99 (whole run)", lambda r: f"{r['ack_p50_ms']} / {r['ack_p99_ms']} ms"),
     ("ack latency p99, sends offered during the fault", lambda r: _ms(r["ack_p99_during_fault_ms"])),
     ("longest time without any ack", lambda r: f"{r['max_ack_gap_s']} s"),
-    ("throughput back (≥ half the offered rate) after", lambda r: f"{r['recovered_after_s']} s"),
+    ("acks back to ≥ half the offered rate, after the fault was lifted",
+     lambda r: f"{r['recovered_after_s']} s"),
     ("redeliveries (repeats clients dropped)", lambda r: r["redeliveries"]),
     ("checker: lost, duplicated, out of order, gaps, unanswered, mismatch", lambda r: ", ".join(
         str(r["checker"][k]) for k in ("lost", "duplicated", "out_of_order", "gaps",
@@ -42,6 +43,12 @@ ROWS = [
     ("every client synced complete / processes exited",
      lambda r: f"{r['synced_clients']}/{r['clients']} / {', '.join(r['exited']) or 'none'}"),
 ]
+
+
+def _codes(result: dict[str, Any]) -> str:
+    codes = result.get("error_codes") or {}
+    detail = ", ".join(f"{n}× {code}" for code, n in sorted(codes.items()))
+    return f"{result['errors']} ({detail})" if detail else str(result["errors"])
 
 
 def _ms(value: Any) -> str:
@@ -89,7 +96,8 @@ def _outcome(result: dict[str, Any]) -> str:
     disorder = checker.pop("out_of_order")
     if any(checker.values()) or not result["drained"] or result["exited"] \
             or result["synced_clients"] != result["clients"] or result["failed_final"]:
-        return "FAILED"
+        issue = result.get("known_issue")
+        return f"FAILED (known product bug, xfail: {issue})" if issue else "FAILED"
     if not disorder:
         return "passed"
     strict = result.get("strict_order", True) and not result.get("late_voids_ok")

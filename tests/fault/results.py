@@ -27,7 +27,8 @@ def figures(outcome: Outcome) -> dict[str, Any]:
         "clients": outcome.profile.clients, "chat_size": outcome.profile.chat_size,
         "window_s": outcome.profile.window_s, "fault_lasted_s": round(restore - inject, 2),
         "offered": f.offered, "shed": f.shed, "writes": f.writes, "acked": f.acked,
-        "errors": f.errors, "failed_final": f.failed_final, "connection_lost": f.connection_lost,
+        "errors": f.errors, "error_codes": f.error_codes, "failed_final": f.failed_final,
+        "connection_lost": f.connection_lost,
         "acked_during_fault": sum(1 for a in f.answers_at if inject <= a <= restore),
         "reconnects": f.reconnects, "connect_failures": f.connect_failures,
         "sync_required": f.sync_required,
@@ -35,12 +36,14 @@ def figures(outcome: Outcome) -> dict[str, Any]:
         "ack_p99_ms": _ms(_quantile([lat for _, lat in f.acks], 0.99)),
         "ack_p99_during_fault_ms": _ms(_quantile(during, 0.99)),
         "max_ack_gap_s": round(_max_gap(f.answers_at, inject, t["end"]), 2),
-        "recovered_after_s": round(_recovered_after(f.answers_at, inject, t["end"],
+        "recovered_after_s": round(_recovered_after(f.answers_at, restore,
+                                                    max(t["end"], restore + 1),
                                                     outcome.profile.rate), 2),
+        "still_pending": outcome.notes.pop("still_pending", []),
         "drained": outcome.drained, "synced_clients": outcome.synced,
         "redeliveries": report.redeliveries, "checker": report.counts, "check_ok": report.ok,
         "out_of_order_voids": len(late_voids(outcome)), "late_voids_ok": outcome.fault.late_voids,
-        "strict_order": outcome.profile.strict_order,
+        "strict_order": outcome.profile.strict_order, "known_issue": outcome.fault.known_issue,
         "exited": outcome.exited, "notes": outcome.notes,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _commit(),
@@ -81,15 +84,15 @@ def _max_gap(answers: list[float], start: float, end: float) -> float:
 
 
 def _recovered_after(answers: list[float], start: float, end: float, rate: float) -> float:
-    """From ``start`` to the end of the last 1-s bucket acking under half the offered rate
-    (0 when acks never fell below it): when throughput was back for good."""
-    buckets = int(end - start)
-    counts = [0] * max(buckets, 1)
+    """From ``start`` (the fault lifted) to the end of the first 1-s bucket acking at least
+    half the offered rate: when throughput was back."""
+    buckets = max(int(end - start), 1)
+    counts = [0] * buckets
     for answer in answers:
         if start <= answer < start + buckets:
             counts[int(answer - start)] += 1
-    low = [i for i, count in enumerate(counts) if count < rate / 2]
-    return float(low[-1] + 1) if low else 0.0
+    back = [i for i, count in enumerate(counts) if count >= rate / 2]
+    return float(back[0] + 1) if back else float(buckets)
 
 
 def _commit() -> str:

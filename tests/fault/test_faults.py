@@ -49,6 +49,9 @@ async def test_fault_under_load(healed: FaultStack, fault: Fault) -> None:
     print(f"\n{fault.name}: {data}")
     report = outcome.report
     assert report is not None
+    if report.failing - {OUT_OF_ORDER} and fault.known_issue:
+        pytest.xfail(f"known product bug (docs/reliability.md): {fault.known_issue}\n"
+                     f"{report.summary()}")
     assert not report.failing - {OUT_OF_ORDER}, report.summary()
     assert outcome.drained, f"{data['offered'] - data['acked']} sends still unanswered"
     assert outcome.synced == PROFILE.clients, "a client's final sync got no sync_done"
