@@ -157,6 +157,8 @@ def real_values(world: World, subject: str) -> dict[str, list[Any]]:
     a, b, c = world.a.user_id, world.b.user_id, world.c.user_id
     if subject in ("im.auth.logout", "im.auth.sessions.revoke"):
         return {"session_id": [session_id(world.spare.access_token)], "user_id": [world.spare.user_id]}
+    if subject == "im.auth.login":  # a login on a device ends that device's session: not a's own
+        return {"username": [world.a.username], "password": [PASSWORD], "device_id": ["fzn"]}
     return {"user_id": [a, b, c], "chat_id": [world.chat_id, world.other_chat], "sender_id": [a],
             "actor_id": [a], "creator_id": [a], "registrant_id": [a], "device_id": ["d1"],
             "sender_device_id": ["d1"], "actor_device_id": ["d1"], "message_id": [world.message_id],
