@@ -2,12 +2,14 @@
 product and compares every observation with a pure model of it (``product_model``).
 
 Rules: register users, log in second devices, create direct chats (a repeat is the same
-chat) and groups, add and remove members, edit and recall messages, list a user's chats (last seq, unread), ask a user's presence, send texts (the ack's seq is the model's next
+chat) and groups, add and remove members, send texts (the ack's seq is the model's next
 seq of the chat), resend a client message id (same message and seq, no new event), send to
-a chat the user is not in (4003), take devices offline and back (resume from the ack
-cursor), ack up to a seq (the delivery cursor moves; the senders' online devices get
-`delivered` receipts), read up to a seq (the other members' devices get `read`), page
-history, ask the message status API, and kill -9 and restart a service (bounded per run).
+a chat the user is not in (4003), edit and recall messages, take devices offline and back
+(resume from the ack cursor), ack up to a seq (the cursor in delivery-retry's table becomes
+the model's; the senders' online devices get `delivered` receipts), read up to a seq (the
+other members' devices get `read`), page history, ask the message status API, list a
+user's chats (last seq, unread), ask a user's presence, and kill -9 and restart router,
+history, delivery-retry or gateway (one per run, four per test).
 
 After every step: each online device holds, per chat, exactly the seqs the model says its
 connection is owed, each once, in seq order, with the content that was sent; it got no
@@ -46,6 +48,7 @@ from .product_model import DeviceKey, Event, ProductModel
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 NEVER_ACK = "never"  # a Phone policy that acks nothing by itself: acks are rules here
 EVENTS = ("new_message", "message_updated", "chat_updated", "void")
+# Not auth: test stacks generate its signing key at start, so a new auth would end every token.
 RESTARTABLE = ("router", "history", "delivery_retry", "gateway")
 MAX_USERS, MAX_DEVICES, MAX_GROUPS = 4, 2, 3
 CONVERGE_S = 15.0
