@@ -13,6 +13,7 @@ what ``libs/health.py`` documents: each dependency ``ok``/``down``; the service 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import time
 import urllib.parse
@@ -71,6 +72,7 @@ def proxied_stack(common_env: Any, nats: NatsServer, mysql_port: int, redis_url:
         env = common_env("e2e", NJ_NATS_URL=nats.url, **KNOBS)
         env.pop("NJ_E2E_HTTP_PORT")
         stack = build_stack(env, Path(tempfile.mkdtemp(prefix="nj-health-")))
+        stop.callback(shutil.rmtree, stack.log_dir, True)
         stop.callback(stack.stop_all)
         for service in SERVICES:
             port = {d: proxies[(service, d)].port for d in DEPENDENCIES[service]}

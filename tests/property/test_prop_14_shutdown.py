@@ -11,6 +11,7 @@ SIGTERM to a gateway process. ``NJ_SHUTDOWN_DEADLINE_S`` is 2 s.
 from __future__ import annotations
 
 import secrets
+import shutil
 import signal
 import socket
 import tempfile
@@ -98,6 +99,7 @@ def setup(common_env, mysql_config) -> Iterator[Setup]:
         finally:
             stack.stop_all()
             holder[0].stop()
+            shutil.rmtree(stack.log_dir, ignore_errors=True)
 
 
 def gateway_connections(nats: NatsServer) -> int:
