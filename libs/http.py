@@ -61,9 +61,40 @@ async def routing_error(_: Request, exc: Exception) -> Response:
     return json_response({"error": {"code": code, "message": exc.detail}}, exc.status_code, headers)
 
 
+class CloseUnreadBodies:
+    """An answer given before the request body was read in full (a 401 or 413 before a big
+    upload was consumed) says ``Connection: close``: the server drops such a connection
+    afterwards, and a client that reused it would lose its next request."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        done = headers.get(b"content-length", b"0") == b"0" and b"transfer-encoding" not in headers
+
+        async def tracked_receive() -> Any:
+            nonlocal done
+            message = await receive()
+            done = done or message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def closing_send(message: Any) -> None:
+            if message["type"] == "http.response.start" and not done:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, tracked_receive, closing_send)
+
+
 def build_app(health: Health, routes: list[BaseRoute] = (), **kwargs: Any) -> Starlette:  # type: ignore[assignment]
-    return Starlette(routes=[*ops_routes(health), *routes],
-                     exception_handlers={HTTPException: routing_error}, **kwargs)
+    app = Starlette(routes=[*ops_routes(health), *routes],
+                    exception_handlers={HTTPException: routing_error}, **kwargs)
+    app.add_middleware(CloseUnreadBodies)
+    return app
 
 
 async def serve_http(app: Any, host: str, port: int, *,
