@@ -11,7 +11,7 @@ function, a test method, or a ``Test…`` class under ``tests/``, in a ``test_*.
   of them: ``Requirements R2.1, R2.6, R7.1: …``.
 
 A docstring may carry several tags. The script writes ``docs/properties.md`` (each
-property and requirement → the test node ids that claim it, with file:line) and exits 1
+property and requirement → the test node ids that claim it) and exits 1
 naming every property or requirement that no test claims. ``--check`` writes nothing and
 exits 2 when the committed file differs from what would be generated (stale).
 """
@@ -150,14 +150,16 @@ def render(claims: Sequence[Claim]) -> str:
 
 
 def _cell(claims: Sequence[Claim], kind: str, number: int) -> str:
-    criteria: dict[tuple[str, str, int], list[int]] = {}
+    # Node ids only, no line numbers: the matrix goes stale when a claim moves between
+    # tests, not whenever a line is added above one.
+    criteria: dict[str, list[int]] = {}
     for c in claims:
         if c.kind == kind and c.number == number:
-            criteria.setdefault((c.node_id, c.path, c.line), []).append(c.criterion)
+            criteria.setdefault(c.node_id, []).append(c.criterion)
     if not criteria:
         return "**none**"
-    return "<br>".join(f"`{node}` ({path}:{line}){_criteria(kind, number, found)}"
-                       for (node, path, line), found in criteria.items())
+    return "<br>".join(f"`{node}`{_criteria(kind, number, found)}"
+                       for node, found in criteria.items())
 
 
 def _criteria(kind: str, number: int, found: list[int]) -> str:
