@@ -15,7 +15,7 @@ import trio
 
 from libs import events, log, rpc
 from libs.bus import Bus
-from libs.errors import FORBIDDEN, UNKNOWN_CHAT, NatterjackError
+from libs.errors import FORBIDDEN, UNAVAILABLE, UNKNOWN_CHAT, NatterjackError
 
 from .config import Config
 from .connection import Connection
@@ -140,6 +140,8 @@ class CatchUp:
     async def _page_through(self, conn: Connection, chat_id: str, after: int, last_seq: int | None) -> None:
         order = conn.order(chat_id)
         told_retained = False
+        unavailable: NatterjackError | None = None
+        backoff = 0.05
         with trio.move_on_after(self.config.catch_up_wait_s):
             while True:
                 try:
@@ -147,7 +149,12 @@ class CatchUp:
                                           {"chat_id": chat_id, "user_id": conn.user_id,
                                            "after_seq": max(after, order.delivered), "limit": CATCH_UP_PAGE},
                                           timeout=self.timeout)
+                    unavailable = None
                 except NatterjackError as exc:
+                    if exc.code == UNAVAILABLE:  # history restarting or its MySQL away: wait it out
+                        unavailable, backoff = exc, min(2 * backoff, 1.0)
+                        await trio.sleep(backoff)
+                        continue
                     # A plan from delivery-retry names chats the user is in; history saying
                     # otherwise only means it has not stored the chat's first events yet.
                     if last_seq is None or exc.code not in (UNKNOWN_CHAT, FORBIDDEN):
@@ -165,6 +172,8 @@ class CatchUp:
                 if last_seq is None or order.delivered >= last_seq:
                     return
                 await trio.sleep(0.02)  # history has not stored the newest events yet
+        if unavailable is not None:  # still away after the whole wait: the client is told
+            raise unavailable
 
 
 def _tell_retained(conn: Connection, chat_id: str, after: int, page: dict[str, Any]) -> bool:
