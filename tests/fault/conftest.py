@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,3 +37,7 @@ def fault_stack(common_env, mysql_config: MySQLConfig) -> Iterator[FaultStack]:
             yield start_fault_stack(stack, nats, redis, mysql, mysql_config)
         finally:
             stack.stop_all()
+            if os.environ.get("NJ_KEEP_LOGS"):
+                print(f"fault stack logs kept in {log_dir}")
+            else:
+                shutil.rmtree(log_dir, ignore_errors=True)
