@@ -12,7 +12,8 @@ import redis
 
 from libs.config import MySQLConfig
 from libs.natsd import NatsServer
-from tools.stack import running_nats
+from tests.stacks import running_stack
+from tools.stack import Stack, running_nats
 
 MYSQL_HOST = os.environ.get("NJ_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("NJ_TEST_MYSQL_PORT", "3306"))
@@ -77,3 +78,23 @@ def common_env(nats_server: NatsServer, mysql_config: MySQLConfig, redis_url: st
         return env
 
     return build
+
+
+@pytest.fixture(scope="module")
+def stack_env() -> dict[str, str]:
+    """Extra environment for the module's ``stack`` (a module overrides this for its knobs)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack_nats() -> Iterator[NatsServer]:
+    """A nats-server of the module's own, for its ``stack``."""
+    with running_nats("nj-stack-nats-") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(common_env, stack_nats: NatsServer, stack_env: dict[str, str]) -> Iterator[Stack]:
+    """The whole product as processes, once per module."""
+    with running_stack(common_env, stack_nats, **stack_env) as running:
+        yield running

@@ -17,9 +17,6 @@ from typing import Any
 
 import pytest
 
-# The whole product per module, as the end-to-end tests run it.
-from tests.e2e.conftest import stack, stack_nats  # noqa: F401
-
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")  # fixed location of Debian's chromium package
 ARTIFACTS = REPO / "test-artifacts" / "browser"

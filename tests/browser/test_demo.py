@@ -63,7 +63,7 @@ def test_the_page_does_not_shadow_the_api(stack):
 
 
 def test_two_people_chat_live(stack, browser, artifacts):
-    from playwright.sync_api import expect
+    expect = patient_expect()
 
     ann, bob = Person(browser, stack.api, "ann"), Person(browser, stack.api, "bob")
     try:
@@ -82,7 +82,7 @@ def test_two_people_chat_live(stack, browser, artifacts):
 def test_pages_reconnect_after_a_gateway_restart(stack, browser):
     """Last in the module: it restarts the gateway. A message written while the gateway is
     down waits in the page's outbox, goes out on reconnect and is read on the other side."""
-    from playwright.sync_api import expect
+    expect = patient_expect()
 
     ann, bob = Person(browser, stack.api, "ann"), Person(browser, stack.api, "bob")
     try:
@@ -101,6 +101,14 @@ def test_pages_reconnect_after_a_gateway_restart(stack, browser):
     finally:
         ann.context.close()
         bob.context.close()
+
+
+def patient_expect() -> Any:
+    """Playwright's ``expect`` waiting 20 s instead of 5: a loaded CI machine renders late."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
+    return expect
 
 
 def _direct_chat(ann: Person, bob: Person, expect: Any) -> None:

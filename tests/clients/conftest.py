@@ -9,7 +9,7 @@ from typing import Any
 
 from natterjack_client import Client
 
-from tests.e2e.conftest import running_stack
+from tests.stacks import running_stack
 from tools.stack import Stack, running_nats
 
 PASSWORD = "correct horse battery"

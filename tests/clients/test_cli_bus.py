@@ -15,7 +15,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,8 @@ from natterjack_client import Client
 from natterjack_client.cli import main
 
 from libs.natsd import ADMIN, NatsServer, free_port, nats_server_binary
-from tools.stack import Stack, build_stack, running_nats, start_stack
+from tests.stacks import running_stack
+from tools.stack import Stack, running_nats
 
 from .conftest import PASSWORD, unique
 
@@ -46,14 +46,8 @@ def users_nats() -> Iterator[NatsServer]:
 
 @pytest.fixture(scope="module")
 def stack(common_env, users_nats: NatsServer) -> Iterator[Stack]:
-    env = common_env("e2e", NJ_NATS_URL=users_nats.url, NJ_LOG_LEVEL="warning",
-                     NJ_PRESENCE_TTL_S="3", NJ_DLV_BACKOFF_S="5,10,20")
-    env.pop("NJ_E2E_HTTP_PORT")
-    running = build_stack(env, Path(tempfile.mkdtemp(prefix="nj-bus-")), users_nats.users)
-    try:
-        yield start_stack(running)
-    finally:
-        running.stop_all()
+    with running_stack(common_env, users_nats, NJ_LOG_LEVEL="warning") as running:
+        yield running
 
 
 @pytest.fixture

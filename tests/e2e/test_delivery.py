@@ -19,10 +19,10 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from libs.bus import open_bus
 from libs.natsd import NatsServer
+from tests.stacks import running_stack
 from tools.stack import Stack
 
 from .client import User, next_frame, register_and_login, send
-from .conftest import running_stack
 
 pytestmark = pytest.mark.e2e
 BACKOFF = "0.15,0.2,0.25"

@@ -19,9 +19,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from libs.config import MySQLConfig
-from libs.natsd import NatsServer
-from tests.e2e.conftest import running_stack
-from tools.stack import SERVICES, Stack, running_nats
+from tools.stack import SERVICES, Stack
 
 from .loop import Loop
 
@@ -33,15 +31,8 @@ CODES = {4000, 4001, 4002, 4003, 4004, 4009, 4010, 4013, 4022, 4029}
 
 
 @pytest.fixture(scope="module")
-def stack_nats() -> Iterator[NatsServer]:
-    with running_nats("nj-fuzz-nats-") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(common_env, stack_nats: NatsServer) -> Iterator[Stack]:
-    with running_stack(common_env, stack_nats, **STACK_ENV) as running:
-        yield running
+def stack_env() -> dict[str, str]:
+    return STACK_ENV
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from trio_websocket import open_websocket_url
 
-from libs.natsd import NatsServer, free_port
+from libs.natsd import free_port
 from tests.e2e.client import PASSWORD, next_frame, register_and_login, send
-from tests.e2e.conftest import running_stack
-from tools.stack import Stack, running_nats
+from tools.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 # A plain WebSocket client gets no TLS answer and is dropped when its handshake time is up.
@@ -50,18 +49,6 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
-
-
-@pytest.fixture(scope="module")
-def tls_nats() -> Iterator[NatsServer]:
-    with running_nats("nj-tls-nats-") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(common_env, tls_nats: NatsServer) -> Iterator[Stack]:
-    with running_stack(common_env, tls_nats) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,26 +12,12 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
-from libs.natsd import NatsServer
 from tests.e2e.client import next_frame, register_and_login, send
-from tests.e2e.conftest import running_stack
-from tools.stack import SERVICES, Stack, running_nats
+from tools.stack import SERVICES, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 MESSAGES = 5
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture(scope="module")
-def metrics_nats() -> Iterator[NatsServer]:
-    with running_nats("nj-metrics-nats-") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(common_env, metrics_nats: NatsServer) -> Iterator[Stack]:
-    with running_stack(common_env, metrics_nats) as running:
-        yield running
 
 
 async def scrape(stack: Stack, service: str) -> Samples:

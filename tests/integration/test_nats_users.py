@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from libs.natsd import (
     subject_permissions,
 )
 from tests.e2e.client import next_frame, register_and_login, send
-from tools.stack import SERVICES, Stack, build_stack, running_nats, start_stack
+from tests.stacks import running_stack
+from tools.stack import SERVICES, Stack, running_nats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -41,14 +41,8 @@ def users_nats() -> Iterator[NatsServer]:
 
 @pytest.fixture(scope="module")
 def stack(common_env, users_nats: NatsServer) -> Iterator[Stack]:
-    env = common_env("e2e", NJ_NATS_URL=users_nats.url, NJ_LOG_LEVEL="info",
-                     NJ_PRESENCE_TTL_S="3", NJ_DLV_BACKOFF_S="5,10,20")
-    env.pop("NJ_E2E_HTTP_PORT")
-    running = build_stack(env, Path(tempfile.mkdtemp(prefix="nj-users-")), users_nats.users)
-    try:
-        yield start_stack(running)
-    finally:
-        running.stop_all()
+    with running_stack(common_env, users_nats, NJ_LOG_LEVEL="info") as running:
+        yield running
 
 
 async def test_a_message_goes_end_to_end_with_per_service_users(stack: Stack):

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, Phase
 
 from libs.config import MySQLConfig
 from tests.checker import Expectations, Recorder, StoredEvent, check, wait_stored
-from tests.e2e.conftest import running_stack
 from tests.faultkit import Proxy
 from tests.property.phones import STORED, Phone, Phones
+from tests.stacks import running_stack
 from tools.stack import Stack, running_nats
 
 # Examples change a live stack, so a failing one is not replayed alone: shrinking it would

@@ -22,7 +22,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websoc
 
 from tests.checker import Device, Recorder
 from tests.e2e.client import User, register_and_login, validate_frame
-from tests.e2e.conftest import running_stack
+from tests.stacks import running_stack
 from tools.stack import Stack, running_nats
 
 T = TypeVar("T")
