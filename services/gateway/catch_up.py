@@ -25,7 +25,6 @@ CATCH_UP_CHATS_AT_ONCE = 8
 CATCH_UP_PAGE = 100  # events per history read while catching up (seed 003: batches of 100)
 GAP_SETTLE_S = 0.05  # most out-of-order events arrive within this
 GAP_RETRY_S = 0.1
-GAP_GIVE_UP_S = 5.0
 RECHECK_AFTER_S = (0.5, 1.5, 3.0)  # delays between the looks after connecting
 
 
@@ -107,9 +106,12 @@ class CatchUp:
 
     async def fill_gap(self, conn: Connection, chat_id: str) -> None:
         """Wait briefly for out-of-order events, then fetch what is missing from history;
-        past GAP_GIVE_UP_S, skip ahead (the device gets the rest with its next sync)."""
+        past NJ_GATEWAY_GAP_WAIT_S, skip ahead (the device gets the rest with its next sync).
+        The wait outlasts a void's worst delay (the router's publish deadline plus its void
+        grace) and a lagging history, so skipping ahead, which breaks order, stays for
+        numbers nobody will ever store."""
         order = conn.order(chat_id)
-        give_up_at = trio.current_time() + GAP_GIVE_UP_S
+        give_up_at = trio.current_time() + self.config.gap_wait_s
         try:
             await trio.sleep(GAP_SETTLE_S)
             while order.held and not order.catching_up:

@@ -19,6 +19,7 @@ class Config:
     sends_in_flight: int
     handshake_timeout_s: float
     catch_up_wait_s: float
+    gap_wait_s: float
     ping_interval_s: float
     ping_timeout_s: float
     tls_cert: str
@@ -42,6 +43,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         sends_in_flight=env.int("NJ_GATEWAY_SENDS_IN_FLIGHT", 32, min=1),
         handshake_timeout_s=env.float("NJ_GATEWAY_HANDSHAKE_TIMEOUT_S", 10.0, min=0.1),
         catch_up_wait_s=env.float("NJ_GATEWAY_CATCH_UP_WAIT_S", 5.0, min=0.0),
+        gap_wait_s=env.float("NJ_GATEWAY_GAP_WAIT_S", 30.0, min=0.1, max=3600),
         ping_interval_s=env.float("NJ_GATEWAY_PING_INTERVAL_S", 20.0, min=0.1),
         ping_timeout_s=env.float("NJ_GATEWAY_PING_TIMEOUT_S", 10.0, min=0.1),
         tls_cert=tls_cert, tls_key=tls_key,
