@@ -32,9 +32,11 @@ def echo_port():
             while data := conn.recv(4096):
                 conn.sendall(data)
 
-    threading.Thread(target=serve, daemon=True).start()
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
     yield server.getsockname()[1]
     stop.set()
+    serving.join(5)  # before the close: an accept on a closed socket fails in the thread
     server.close()
 
 
