@@ -22,8 +22,9 @@ class Profile:
     drain_s: float  # after the load: time for every send to be answered
     timeout_s: int  # pytest-timeout of one fault test
     # Out-of-order arrivals fail the test (else they are recorded and the test xfails on
-    # them alone: after a kill the gateway gives up on a gap after 5 s and late events come
-    # after later ones, see docs/reliability.md). NJ_FAULT_STRICT_ORDER=1 makes it strict.
+    # them alone: a device whose gateway was killed can see a later event on its old socket
+    # before earlier ones come with its catch-up, see docs/reliability.md).
+    # NJ_FAULT_STRICT_ORDER=1 makes it strict.
     strict_order: bool = True
 
 
