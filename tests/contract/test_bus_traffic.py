@@ -6,8 +6,6 @@ Watches ``im.>`` while one user messages another over the running product.
 
 from __future__ import annotations
 
-import secrets
-
 import httpx
 import orjson
 import pytest
@@ -15,7 +13,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from libs.bus import Message, open_bus
-from tests.e2e.client import next_frame, register_and_login, send
+from tests.e2e.client import direct_pair, next_frame, send
 
 pytestmark = pytest.mark.e2e
 # Bus traffic caused by an HTTP request, and by WebSocket frames (im.gw.announce runs on a
@@ -26,10 +24,7 @@ FROM_WS = ("im.router.send", "im.dlv.ack", "im.dlv.sync", "im.history.page")
 
 async def _exchange(api: str) -> None:
     async with httpx.AsyncClient(base_url=api) as http:
-        a, b = [await register_and_login(http, f"bt_{n}_{secrets.token_hex(4)}") for n in "ab"]
-        chat = await http.post("/api/v1/chats", headers=a.auth, json={"type": "direct", "members": [b.user_id]})
-        assert chat.status_code == 201, chat.text
-        chat_id = chat.json()["chat_id"]
+        a, b, chat_id = await direct_pair(http, "bt")
         async with open_websocket_url(f"{a.ws_url}?token={a.access_token}") as wa, \
                 open_websocket_url(f"{b.ws_url}?token={b.access_token}") as wb:
             await send(wa, {"type": "send_message", "id": "t1", "chat_id": chat_id, "content": "on the bus"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,15 @@ async def register_and_login(http: httpx.AsyncClient, username: str, device_id: 
     created = await http.post("/api/v1/auth/register", json={"username": username, "password": PASSWORD})
     assert created.status_code == 201, created.text
     return await login(http, username, device_id)
+
+
+async def direct_pair(http: httpx.AsyncClient, prefix: str) -> tuple[User, User, str]:
+    """Two new users and the direct chat the first opens with the second."""
+    a = await register_and_login(http, f"{prefix}a_{secrets.token_hex(4)}")
+    b = await register_and_login(http, f"{prefix}b_{secrets.token_hex(4)}")
+    chat = await http.post("/api/v1/chats", headers=a.auth, json={"type": "direct", "members": [b.user_id]})
+    assert chat.status_code == 201, chat.text
+    return a, b, str(chat.json()["chat_id"])
 
 
 async def login(http: httpx.AsyncClient, username: str, device_id: str) -> User:

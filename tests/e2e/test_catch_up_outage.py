@@ -4,8 +4,6 @@ and calling the chat caught up."""
 
 from __future__ import annotations
 
-import secrets
-
 import httpx
 import orjson
 import pytest
@@ -14,17 +12,14 @@ from trio_websocket import open_websocket_url
 
 from tools.stack import Stack
 
-from .client import register_and_login, send, validate_frame
+from .client import direct_pair, send, validate_frame
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 async def test_a_backlog_read_while_history_restarts_arrives_whole_without_an_error(stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=stack.api) as http:
-        a = await register_and_login(http, f"coa_{secrets.token_hex(4)}")
-        b = await register_and_login(http, f"cob_{secrets.token_hex(4)}")
-        chat = await http.post("/api/v1/chats", headers=a.auth, json={"type": "direct", "members": [b.user_id]})
-        chat_id = chat.json()["chat_id"]
+        a, b, chat_id = await direct_pair(http, "co")
         sent = []
         async with open_websocket_url(f"{stack.ws_url}?token={a.access_token}") as ws_a:
             for i in range(3):

@@ -22,7 +22,7 @@ from libs.natsd import NatsServer
 from tests.stacks import running_stack
 from tools.stack import Stack
 
-from .client import User, next_frame, register_and_login, send
+from .client import User, direct_pair, next_frame, register_and_login, send
 
 pytestmark = pytest.mark.e2e
 BACKOFF = "0.15,0.2,0.25"
@@ -39,14 +39,6 @@ def stack(common_env, stack_nats: NatsServer) -> Iterator[Stack]:
 
 def _ws(stack: Stack, user: User) -> str:
     return f"{stack.ws_url}?token={user.access_token}"
-
-
-async def _pair(http: httpx.AsyncClient) -> tuple[User, User, str]:
-    a = await register_and_login(http, f"dla_{secrets.token_hex(4)}")
-    b = await register_and_login(http, f"dlb_{secrets.token_hex(4)}")
-    chat = await http.post("/api/v1/chats", headers=a.auth, json={"type": "direct", "members": [b.user_id]})
-    assert chat.status_code in (200, 201), chat.text
-    return a, b, chat.json()["chat_id"]
 
 
 async def _caught_up(ws: WebSocketConnection, chat_id: str) -> None:
@@ -82,7 +74,7 @@ async def _status_of(http: httpx.AsyncClient, asker: User, message_id: str, devi
 
 async def test_ack_sends_a_delivered_receipt_and_status_follows(stack):
     async with httpx.AsyncClient(base_url=stack.api) as http:
-        a, b, chat = await _pair(http)
+        a, b, chat = await direct_pair(http, "dl")
         async with open_websocket_url(_ws(stack, a)) as wa, open_websocket_url(_ws(stack, b)) as wb:
             await trio.sleep(0.3)  # both registered as online
             ack = await _send_text(wa, chat, "hello")
@@ -100,7 +92,7 @@ async def test_ack_sends_a_delivered_receipt_and_status_follows(stack):
 
 async def test_unacked_delivery_is_resent_then_failed_and_arrives_on_reconnect(stack):
     async with httpx.AsyncClient(base_url=stack.api) as http:
-        a, b, chat = await _pair(http)
+        a, b, chat = await direct_pair(http, "dl")
         async with open_websocket_url(_ws(stack, a)) as wa:
             async with open_websocket_url(_ws(stack, b)) as wb:
                 await _caught_up(wb, chat)
@@ -126,7 +118,7 @@ async def test_unacked_delivery_is_resent_then_failed_and_arrives_on_reconnect(s
 
 async def test_the_schedule_survives_a_killed_delivery_retry(stack):
     async with httpx.AsyncClient(base_url=stack.api) as http:
-        a, b, chat = await _pair(http)
+        a, b, chat = await direct_pair(http, "dl")
         async with open_websocket_url(_ws(stack, a)) as wa, open_websocket_url(_ws(stack, b)) as wb:
             await _caught_up(wb, chat)
             await trio.sleep(0.3)
@@ -147,7 +139,7 @@ async def test_the_schedule_survives_a_killed_delivery_retry(stack):
 async def test_offline_device_stays_pending_and_its_user_gets_a_push(stack, stack_nats):
     async with httpx.AsyncClient(base_url=stack.api) as http, \
             open_bus(stack_nats.url, name="push-watch") as bus:
-        a, b, chat = await _pair(http)
+        a, b, chat = await direct_pair(http, "dl")
         pushes = await bus.subscribe(f"im.evt.push.{b.user_id}")
         async with open_websocket_url(_ws(stack, a)) as wa:
             first = await _send_text(wa, chat, "one")
@@ -162,7 +154,7 @@ async def test_offline_device_stays_pending_and_its_user_gets_a_push(stack, stac
 
 async def test_status_api_answers_members_only(stack):
     async with httpx.AsyncClient(base_url=stack.api) as http:
-        a, b, chat = await _pair(http)
+        a, b, chat = await direct_pair(http, "dl")
         outsider = await register_and_login(http, f"dlo_{secrets.token_hex(4)}")
         async with open_websocket_url(_ws(stack, a)) as wa:
             ack = await _send_text(wa, chat, "private")

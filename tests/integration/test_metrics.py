@@ -4,7 +4,6 @@ the service that feeds them, with values that match what the test did."""
 from __future__ import annotations
 
 import math
-import secrets
 
 import httpx
 import pytest
@@ -12,7 +11,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
-from tests.e2e.client import next_frame, register_and_login, send
+from tests.e2e.client import direct_pair, next_frame, send
 from tools.stack import SERVICES, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -50,11 +49,7 @@ async def eventually(stack: Stack, service: str, name: str, check, timeout: floa
 
 async def test_key_metrics_on_each_service(stack: Stack):
     async with httpx.AsyncClient(base_url=stack.api, timeout=30) as http:
-        ann, bob = [await register_and_login(http, f"{n}_{secrets.token_hex(4)}")
-                    for n in ("ann", "bob")]
-        chat = await http.post("/api/v1/chats", json={"type": "direct", "members": [bob.user_id]},
-                               headers=ann.auth)
-        chat_id = chat.json()["chat_id"]
+        ann, bob, chat_id = await direct_pair(http, "mx")
         async with open_websocket_url(f"{ann.ws_url}?token={ann.access_token}") as a_ws, \
                 open_websocket_url(f"{bob.ws_url}?token={bob.access_token}") as b_ws, \
                 open_websocket_url(f"{bob.ws_url}?token={bob.access_token}") as b_again:

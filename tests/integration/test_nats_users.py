@@ -5,7 +5,6 @@ cannot publish or subscribe outside its grants (nobody but the gateway sends as 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from libs.natsd import (
     new_passwords,
     subject_permissions,
 )
-from tests.e2e.client import next_frame, register_and_login, send
+from tests.e2e.client import direct_pair, next_frame, send
 from tests.stacks import running_stack
 from tools.stack import SERVICES, Stack, running_nats
 
@@ -47,11 +46,7 @@ def stack(common_env, users_nats: NatsServer) -> Iterator[Stack]:
 
 async def test_a_message_goes_end_to_end_with_per_service_users(stack: Stack):
     async with httpx.AsyncClient(base_url=stack.api, timeout=30) as http:
-        ann, bob = [await register_and_login(http, f"{n}_{secrets.token_hex(4)}")
-                    for n in ("ann", "bob")]
-        chat = await http.post("/api/v1/chats", json={"type": "direct", "members": [bob.user_id]},
-                               headers=ann.auth)
-        chat_id = chat.json()["chat_id"]
+        ann, bob, chat_id = await direct_pair(http, "mx")
         async with open_websocket_url(f"{ann.ws_url}?token={ann.access_token}") as a_ws, \
                 open_websocket_url(f"{bob.ws_url}?token={bob.access_token}") as b_ws:
             await next_frame(a_ws, "sync_done")
