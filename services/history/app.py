@@ -18,6 +18,8 @@ from libs.migrate import migrate
 from . import retention
 from .config import Config
 from .handlers import HistoryHandlers
+from .hole_filler import HoleFiller
+from .holes import HoleTracker
 from .recent import RecentCache
 from .storage import HistoryStorage, WriteResult
 from .writer import EventWriter
@@ -45,11 +47,15 @@ async def main(config: Config, *, handle_signals: bool = True,
             recent = RecentCache(runtime.cache, max_events=config.cache_events,
                                  ttl_s=config.cache_ttl_s)
             await nursery.start(recent.run_reconciler)
+        holes = HoleFiller(HoleTracker(config.hole_after_s), storage, runtime.bus,
+                           check_s=config.hole_check_s, scan=config.hole_scan,
+                           timeout=config.common.request_timeout)
         writer = EventWriter(storage, batch_max=config.batch_max, batch_wait=config.batch_wait_s,
                              retry_base=config.retry_base_s, retry_max=config.retry_max_s,
-                             after_commit=_cache_filler(recent))
+                             after_commit=_after_commit(recent, holes))
         await nursery.start(_consume, runtime.bus, writer, config.batch_max)
         nursery.start_soon(streams.watch_consumer, runtime.bus, CONSUMER)
+        await nursery.start(holes.run)
         handlers = HistoryHandlers(storage, recent, await storage.fulltext_settings())
         await nursery.start(rpc.serve_rpc, runtime.bus, PAGE_SUBJECT, QUEUE, handlers.page)
         await nursery.start(rpc.serve_rpc, runtime.bus, GET_SUBJECT, QUEUE, handlers.get)
@@ -64,13 +70,13 @@ async def main(config: Config, *, handle_signals: bool = True,
                       handle_signals=handle_signals, task_status=task_status)
 
 
-def _cache_filler(recent: RecentCache | None) -> Callable[[WriteResult], Awaitable[None]] | None:
-    if recent is None:
-        return None
-
-    async def fill(result: WriteResult) -> None:
-        await recent.store_written(result.chats)
-    return fill
+def _after_commit(recent: RecentCache | None, holes: HoleFiller) -> Callable[[WriteResult], Awaitable[None]]:
+    """Feed the hole tracker and fill the recent-event cache with what a batch wrote."""
+    async def after(result: WriteResult) -> None:
+        holes.observe(result)
+        if recent is not None:
+            await recent.store_written(result.chats)
+    return after
 
 
 async def _consume(bus: Bus, writer: EventWriter, fetch_batch: int, *,

@@ -24,6 +24,13 @@ class Config:
     retention_days: int = 0  # delete events older than this (0: keep forever)
     retention_interval_s: int = 3_600  # pause between retention sweeps
     retention_batch: int = 1_000  # events deleted per chat per transaction, at most
+    # A seq still missing this long after a higher one was stored is voided (holes.py). Must
+    # outlast the router's NJ_ROUTER_PUBLISH_DEADLINE_S + NJ_ROUTER_VOID_GRACE_S (10 + 10 s)
+    # and, plus hole_check_s and history's lag, stay under the gateways' NJ_GATEWAY_GAP_WAIT_S
+    # (30 s) so they receive the void instead of skipping the number.
+    hole_after_s: float = 22.0
+    hole_check_s: float = 1.0  # how often candidates are checked
+    hole_scan: int = 1_000  # seqs looked at below a chat's first event seen after a start
 
     @property
     def batch_wait_s(self) -> float:
@@ -52,6 +59,9 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         retention_days=env.int("NJ_HISTORY_RETENTION_DAYS", 0, min=0, max=100_000),
         retention_interval_s=env.int("NJ_HISTORY_RETENTION_INTERVAL_S", 3_600, min=1, max=86_400),
         retention_batch=env.int("NJ_HISTORY_RETENTION_BATCH", 1_000, min=1, max=100_000),
+        hole_after_s=env.float("NJ_HISTORY_HOLE_AFTER_S", 22.0, min=0.1, max=3_600),
+        hole_check_s=env.float("NJ_HISTORY_HOLE_CHECK_S", 1.0, min=0.01, max=60),
+        hole_scan=env.int("NJ_HISTORY_HOLE_SCAN", 1_000, min=0, max=100_000),
     )
     if config.retry_base_ms > config.retry_max_ms:
         env.errors.append("NJ_HISTORY_RETRY_BASE_MS must not exceed NJ_HISTORY_RETRY_MAX_MS")

@@ -110,6 +110,23 @@ class HistoryStorage:
     async def trim_chat(self, chat_id: str, cutoff_ms: int, batch: int) -> int:
         return await self.db.transaction(lambda cur: trim_chat(cur, chat_id, cutoff_ms, batch))
 
+    async def stored_seqs(self, chat_id: str, seqs: Sequence[int]) -> set[int]:
+        """Which of these seqs of the chat are stored (hole candidates that were not holes)."""
+        rows = await self.db.fetchall(
+            f"SELECT seq FROM history_messages WHERE chat_id = %s AND seq IN ({', '.join(['%s'] * len(seqs))})",
+            [chat_id, *seqs])
+        return {int(row["seq"]) for row in rows}
+
+    async def missing_below(self, chat_id: str, below: int, span: int) -> list[int]:
+        """Seqs missing among the ``span`` below ``below`` (not below what retention kept)."""
+        def run(cur: Any) -> list[int]:
+            low = max(_min_seq(cur, chat_id), below - span)
+            cur.execute("SELECT seq FROM history_messages WHERE chat_id = %s AND seq >= %s AND seq < %s",
+                        (chat_id, low, below))
+            stored = {int(row["seq"]) for row in cur.fetchall()}
+            return [seq for seq in range(low, below) if seq not in stored]
+        return await self.db.transaction(run)
+
     async def fulltext_settings(self) -> tuple[int, int, frozenset[str]]:
         """(min token size, max token size, stopwords) of the server's InnoDB FULLTEXT."""
         def run(cur: Any) -> tuple[int, int, frozenset[str]]:

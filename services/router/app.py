@@ -18,6 +18,7 @@ from .config import Config
 from .content_types import ContentTypes
 from .fanout import Fanout
 from .handlers import Handlers
+from .holes import HoleVoider
 from .signals import Signals
 from .storage import Storage
 
@@ -46,7 +47,8 @@ async def main(config: Config, *, handle_signals: bool = True,
                   "chat.update": admin.update_chat, "message.update": core.update_message,
                   "members.add": admin.add_member, "members.remove": admin.remove_member,
                   "owner.transfer": admin.transfer_owner, "typing": signals.typing,
-                  "types.register": types.register, "types.list": types.list}
+                  "types.register": types.register, "types.list": types.list,
+                  "holes": HoleVoider(core).void}
         intake = rpc.Intake()
         for verb, handler in routes.items():
             await nursery.start(partial(rpc.serve_rpc, runtime.bus, f"im.router.{verb}", QUEUE,

@@ -63,3 +63,9 @@ class TypeConflict(RouterError):
     """Raised when a content type version is registered again with a different schema."""
 
     code = CONFLICT
+
+
+class HoleNotAllocated(RouterError):
+    """Raised when a hole to void lies above the highest seq the chat's counter handed out."""
+
+    code = CONFLICT
