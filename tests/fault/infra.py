@@ -20,10 +20,11 @@ from tools.stack import SERVICES, Stack, start_stack
 
 # Knobs for a test run: presence that notices a dead gateway quickly, and a short void grace
 # with a publish deadline no longer than it (the documented rule: a send still in flight
-# lands before the void of its number, so the void is the one de-duplicated).
+# lands before the void of its number, so the void is the one de-duplicated). history's
+# hole filler waits longer than both together before voiding a number a killed router took.
 STACK_ENV = {"NJ_LOG_LEVEL": "warning", "NJ_PRESENCE_TTL_S": "3",
              "NJ_GATEWAY_CATCH_UP_WAIT_S": "15", "NJ_ROUTER_VOID_GRACE_S": "3",
-             "NJ_ROUTER_PUBLISH_DEADLINE_S": "3",
+             "NJ_ROUTER_PUBLISH_DEADLINE_S": "3", "NJ_HISTORY_HOLE_AFTER_S": "8",
              # A failover between Redis and MySQL skips the rest of the reserved block (voids
              # it); with the default 1000 a Redis outage under load voids thousands of numbers
              # per chat (see docs/reliability.md). Smaller blocks keep the test about the rest.

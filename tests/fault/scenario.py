@@ -42,9 +42,6 @@ class Fault:
     # A product bug this fault is known to hit (docs/reliability.md): the test xfails with
     # it when the checker finds more than disorder; loss and duplicates are still counted.
     known_issue: str = ""
-    # A product bug that can leave a seq with no event (the checker's gaps) and nothing
-    # else: the test xfails with it when gaps (and disorder) are all the checker finds.
-    known_gaps: str = ""
     watch: Watch | None = None  # runs from injection to restoration
 
 

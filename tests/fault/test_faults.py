@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from tests.checker import GAPS, OUT_OF_ORDER
+from tests.checker import OUT_OF_ORDER
 from tools.stack import SERVICES
 
 from . import faults, results
@@ -49,9 +49,6 @@ async def test_fault_under_load(healed: FaultStack, fault: Fault) -> None:
     print(f"\n{fault.name}: {data}")
     report = outcome.report
     assert report is not None
-    if report.failing - {OUT_OF_ORDER} == {GAPS} and fault.known_gaps:
-        pytest.xfail(f"known product bug (docs/reliability.md): {fault.known_gaps}\n"
-                     f"{report.summary()}")
     if report.failing - {OUT_OF_ORDER} and fault.known_issue:
         pytest.xfail(f"known product bug (docs/reliability.md): {fault.known_issue}\n"
                      f"{report.summary()}")
