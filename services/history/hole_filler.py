@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from libs import log, rpc
+from libs import log, metrics, rpc
 from libs.bus import Bus
 from libs.errors import NatterjackError
 
@@ -80,6 +80,7 @@ class HoleFiller:
 
     async def _report(self, chat_id: str, holes: list[int]) -> None:
         logger.warning("history.holes_found", chat_id=chat_id, seqs=holes[:20], count=len(holes))
+        metrics.HISTORY_HOLES.inc(len(holes))
         ask: dict[str, Any] = {"chat_id": chat_id, "seqs": holes}
         try:
             await rpc.call(self.bus, SUBJECT, ask, timeout=self.timeout)

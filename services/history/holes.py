@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 
 @dataclass
@@ -63,7 +64,7 @@ class HoleTracker:
 
     def to_scan(self, limit: int) -> list[tuple[str, int]]:
         """Chats whose past is unknown, with the first seq seen; taken off the list."""
-        taken = list(self._unscanned.items())[:limit]
+        taken = list(islice(self._unscanned.items(), limit))
         for chat_id, _ in taken:
             del self._unscanned[chat_id]
         return taken
