@@ -3,11 +3,15 @@ product as processes; the knobs are small: publish deadline and void grace 1 s, 
 hole_after 3 s, gateways' gap wait at its 30 s default).
 
 A router's death between numbering and publishing is simulated by taking the number the
-way the router does (INCR of the chat's counter in Redis) and storing nothing for it.
+way the router does (INCR of the chat's counter in Redis) and storing nothing for it. The
+nats-server admits only the services' users (proto/subjects.yaml permissions), so history
+asking the router is checked as deployed; the test's own probe connects as admin.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -18,10 +22,12 @@ import trio
 from trio_websocket import open_websocket_url
 
 from libs import events, ids, rpc
-from libs.bus import js_publish, open_bus
+from libs.bus import Bus, js_publish, open_bus
 from libs.cache import Keys
 from libs.errors import CONFLICT, NatterjackError
+from libs.natsd import ADMIN, NatsServer
 from libs.streams import STREAM
+from tools.stack import running_nats
 
 from .client import User, direct_pair, next_frame, send
 
@@ -34,6 +40,18 @@ GAP_WAIT_S = 30.0  # the gateways' default
 def stack_env() -> dict[str, str]:
     return {"NJ_ROUTER_PUBLISH_DEADLINE_S": "1", "NJ_ROUTER_VOID_GRACE_S": "1",
             "NJ_HISTORY_HOLE_AFTER_S": str(HOLE_AFTER_S), "NJ_HISTORY_HOLE_CHECK_S": "0.2"}
+
+
+@pytest.fixture(scope="module")
+def stack_nats() -> Iterator[NatsServer]:
+    with running_nats("nj-stack-nats-", users=True) as server:
+        yield server
+
+
+@asynccontextmanager
+async def probe(nats: NatsServer) -> AsyncIterator[Bus]:
+    async with open_bus(nats.url, name="probe", user=ADMIN, password=nats.users[ADMIN]) as bus:
+        yield bus
 
 
 def take_number(stack: Any, chat_id: str) -> int:
@@ -77,7 +95,7 @@ def late_message(chat_id: str, seq: int, sender: User) -> dict[str, Any]:
             "content": "late", "metadata": None}
 
 
-async def test_a_number_a_router_died_with_becomes_a_void_that_reaches_the_recipient(stack) -> None:
+async def test_a_number_a_router_died_with_becomes_a_void_that_reaches_the_recipient(stack, stack_nats) -> None:
     async with httpx.AsyncClient(base_url=stack.api) as http:
         alice, bob, chat = await direct_pair(http, "hole")
         async with open_websocket_url(f"{alice.ws_url}?token={alice.access_token}") as wa, \
@@ -97,16 +115,16 @@ async def test_a_number_a_router_died_with_becomes_a_void_that_reaches_the_recip
         items = await page(http, bob, chat)
         assert sorted(items) == list(range(1, lost + 2))
         assert items[lost]["type"] == "void" and items[lost + 1]["type"] == "message"
-        async with open_bus(stack.env["NJ_NATS_URL"], name="probe") as bus:
+        async with probe(stack_nats) as bus:
             assert await events_in_stream(bus, chat) == lost + 1
 
 
-async def test_a_late_real_event_keeps_its_seq_and_one_event_per_seq(stack) -> None:
+async def test_a_late_real_event_keeps_its_seq_and_one_event_per_seq(stack, stack_nats) -> None:
     """Within the stream's duplicate window one event per (chat, seq) lands, whichever came
     first: an event stored before the void keeps the seq (the void is dropped), and an
     event arriving after the void is dropped."""
     async with httpx.AsyncClient(base_url=stack.api) as http, \
-            open_bus(stack.env["NJ_NATS_URL"], name="probe") as bus:
+            probe(stack_nats) as bus:
         alice, bob, chat = await direct_pair(http, "late")
         # 1: the event lands, then the router is asked to void it anyway.
         landed = await trio.to_thread.run_sync(take_number, stack, chat)
@@ -132,9 +150,9 @@ async def test_a_late_real_event_keeps_its_seq_and_one_event_per_seq(stack) -> N
         assert await events_in_stream(bus, chat) == lost + 1
 
 
-async def test_numbers_never_handed_out_are_refused(stack) -> None:
+async def test_numbers_never_handed_out_are_refused(stack, stack_nats) -> None:
     async with httpx.AsyncClient(base_url=stack.api) as http, \
-            open_bus(stack.env["NJ_NATS_URL"], name="probe") as bus:
+            probe(stack_nats) as bus:
         _, _, chat = await direct_pair(http, "future")  # seq 1 (created) is all it handed out
         with pytest.raises(NatterjackError) as caught:
             await rpc.call(bus, "im.router.holes", {"chat_id": chat, "seqs": [1, 2]}, timeout=5)
