@@ -106,6 +106,7 @@ class World:
             "im.router.types.register": {"registrant_id": a, "name": "fzn.t", "version": 1,
                                          "schema": {"type": "object"}},
             "im.router.types.list": {},
+            "im.router.holes": {"chat_id": chat, "seqs": [1]},  # stored already: the void is dropped
             "im.history.page": {"chat_id": chat, "user_id": a, "limit": 10},
             "im.history.get": {"user_id": a, "chat_id": chat, "seq": 2},
             "im.history.search": {"chat_id": chat, "user_id": a, "q": "hi"},
