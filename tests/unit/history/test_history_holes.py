@@ -13,11 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from libs.bus import Bus
+from services.gateway.config import load as load_gateway
+from services.history.config import load as load_history
 from services.history.hole_filler import HoleFiller
 from services.history.holes import HoleTracker
 from services.history.state import StoredBody
 from services.history.storage import HistoryStorage
 from services.history.writes import ChatWrite, WriteResult
+from services.router.config import load as load_router
 
 AFTER = 5.0
 
@@ -195,3 +198,12 @@ async def test_after_a_start_holes_below_the_first_event_are_found_in_storage(cl
         await trio.sleep(AFTER + 1.1)
         assert [seqs for _, seqs in router.asked] == [[3]]
         nursery.cancel_scope.cancel()
+
+
+# ---- the defaults, across services -------------------------------------------------------
+def test_default_hole_wait_outlasts_a_live_router_and_ends_before_the_gap_wait() -> None:
+    """A live router's publish or void of a number lands before history reports it, and the
+    void history has stored reaches gateways before they skip the number."""
+    history, router, gateway = load_history({}), load_router({}), load_gateway({})
+    assert router.publish_deadline_s + router.void_grace_s < history.hole_after_s
+    assert history.hole_after_s + history.hole_check_s < gateway.gap_wait_s
