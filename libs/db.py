@@ -30,8 +30,9 @@ from .errors import Unavailable
 
 T = TypeVar("T")
 logger = log.get("db")
-# Server gone, lost connection, can't connect, server shutting down: the connection is dead.
-_GONE = {2003, 2006, 2013, 2055, 1053}
+# Server gone, lost connection, can't connect, server shutting down, too many connections
+# (the server turns new ones away): the connection is dead or never was.
+_GONE = {2003, 2006, 2013, 2055, 1053, 1040}
 # Lock wait, deadlock: the transaction lost, the connection is fine.
 _CONTENDED = {1205, 1213}
 Cursor = pymysql.cursors.DictCursor

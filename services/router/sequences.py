@@ -15,9 +15,10 @@ reused when Redis misbehaves:
 
 Sends do not wait on MySQL: halfway through a block the next one is reserved in the
 background, so it is normally in place before it is needed. A send that finds its number
-not yet covered waits for that reservation at most ``reserve_wait`` seconds and then
-defers it (as when MySQL is down): a hung MySQL costs a send a quarter of a second, not
-a read timeout.
+not yet covered waits for that reservation until ``reserve_wait`` seconds after it
+started (not at all while the database's circuit breaker is open) and then defers it, as
+when MySQL is down: a hung MySQL costs the sends of a chat a quarter of a second once, not
+a read timeout each.
 
 ``confirmed_seq`` (the highest seq JetStream acknowledged) is flushed in the background.
 """
@@ -67,7 +68,7 @@ class Sequencer:
         self.on_gap: GapReporter = lambda chat_id, first, last: None
         # Runs reservations in the background; None (no nursery): sends reserve inline.
         self.spawn: Spawner | None = None
-        self._reserving: dict[str, trio.Event] = {}  # a background reservation in flight
+        self._reserving: dict[str, tuple[trio.Event, float]] = {}  # in flight: (done, wait until)
         self._reserved: dict[str, int] = {}     # MySQL's seq_hwm is known to be >= this
         self._stale: set[str] = set()           # allocated from MySQL: resync before INCR
         self._mysql_high: dict[str, int] = {}   # highest number MySQL handed out, per chat
@@ -103,19 +104,22 @@ class Sequencer:
                 await self._reserve(chat_id, seq)
             return
         if reservation_needed(seq, reserved) or reservation_due(seq, reserved, self.block):
-            done = self._reserve_ahead(chat_id, max(seq, reserved + 1))
-            if reservation_needed(seq, self._reserved.get(chat_id, 0)):
-                with trio.move_on_after(self.reserve_wait):
+            done, give_up_at = self._reserve_ahead(chat_id, max(seq, reserved + 1))
+            # MySQL known away: its trial may hang for a read timeout, nothing to wait for.
+            if reservation_needed(seq, self._reserved.get(chat_id, 0)) and not self.db.breaker.is_open:
+                with trio.move_on_at(give_up_at):
                     await done.wait()
         if reservation_needed(seq, self._reserved.get(chat_id, 0)):
             logger.warning("router.seq_reservation_deferred", chat_id=chat_id, seq=seq)
             self._unreserved[chat_id] = max(self._unreserved.get(chat_id, 0), seq)
 
-    def _reserve_ahead(self, chat_id: str, seq: int) -> trio.Event:
-        """The background reservation of the block from ``seq`` (one per chat at a time)."""
-        if (done := self._reserving.get(chat_id)) is not None:
-            return done
-        done = self._reserving[chat_id] = trio.Event()
+    def _reserve_ahead(self, chat_id: str, seq: int) -> tuple[trio.Event, float]:
+        """The background reservation of the block from ``seq`` (one per chat at a time):
+        its end, and until when sends wait for it (together, not ``reserve_wait`` each)."""
+        if (running := self._reserving.get(chat_id)) is not None:
+            return running
+        done = trio.Event()
+        self._reserving[chat_id] = done, trio.current_time() + self.reserve_wait
 
         async def run() -> None:
             try:
@@ -127,7 +131,7 @@ class Sequencer:
                 done.set()
         assert self.spawn is not None
         self.spawn(run)
-        return done
+        return self._reserving[chat_id]
 
     async def _from_redis(self, chat_id: str) -> int:
         key = self.cache.keys.seq(chat_id)
