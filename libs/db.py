@@ -42,7 +42,7 @@ class _Lost(Exception):
     """The connection died under a call; ``away``: the server itself looks away (a fresh
     connection failed, or an answer timed out), not merely a stale pooled connection."""
 
-    def __init__(self, error: Exception, away: bool):
+    def __init__(self, error: BaseException, away: bool):
         super().__init__(str(error))
         self.error, self.away = error, away
 
@@ -242,6 +242,6 @@ def _discard(conn: pymysql.Connection) -> None:  # type: ignore[type-arg]
         conn.close()
 
 
-def _details(error: Exception) -> dict[str, Any]:
+def _details(error: BaseException) -> dict[str, Any]:
     code = error.args[0] if error.args and isinstance(error.args[0], int) else None
     return {"mysql": code} if code else {}
