@@ -105,6 +105,10 @@ class MySQLConfig:
     pool_size: int
     retry_attempts: int = 4  # tries of one transaction whose connection failed
     retry_base_ms: int = 100  # wait before the second try (doubles each time)
+    connect_timeout_ms: int = 2000  # TCP connect (the handshake's reads use read_timeout_ms)
+    read_timeout_ms: int = 10_000  # longest wait for any answer: a hung server times out
+    write_timeout_ms: int = 10_000
+    breaker_max_ms: int = 1000  # longest fail-fast spell between trials while MySQL is away
 
     @classmethod
     def read(cls, env: EnvReader) -> MySQLConfig:
@@ -117,6 +121,10 @@ class MySQLConfig:
             pool_size=env.int("NJ_MYSQL_POOL_SIZE", 8, min=1, max=256),
             retry_attempts=env.int("NJ_MYSQL_RETRY_ATTEMPTS", 4, min=1, max=100),
             retry_base_ms=env.int("NJ_MYSQL_RETRY_BASE_MS", 100, min=1, max=60_000),
+            connect_timeout_ms=env.int("NJ_MYSQL_CONNECT_TIMEOUT_MS", 2000, min=1, max=3_600_000),
+            read_timeout_ms=env.int("NJ_MYSQL_READ_TIMEOUT_MS", 10_000, min=1, max=3_600_000),
+            write_timeout_ms=env.int("NJ_MYSQL_WRITE_TIMEOUT_MS", 10_000, min=1, max=3_600_000),
+            breaker_max_ms=env.int("NJ_MYSQL_BREAKER_MAX_MS", 1000, min=1, max=3_600_000),
         )
 
 

@@ -47,7 +47,7 @@ Starter = Callable[[Runtime, trio.Nursery], Awaitable[Callable[[], Awaitable[Non
 
 
 async def run_service(config: CommonConfig, start: Starter, *, uses_db: bool = True,
-                      uses_cache: bool = True, cache_required: bool = False,
+                      db_required: bool = True, uses_cache: bool = True, cache_required: bool = False,
                       uses_jetstream: bool = False, tls: tuple[str, str] | None = None,
                       extra_routes: list[Any] | None = None, handle_signals: bool = True,
                       task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
@@ -55,6 +55,8 @@ async def run_service(config: CommonConfig, start: Starter, *, uses_db: bool = T
 
     ``start(runtime, nursery)`` starts the service's tasks in ``nursery`` and may return a
     ``drain()`` coroutine function, awaited (bounded by the deadline) on shutdown.
+    ``db_required=False``: the service does its core work without MySQL, so MySQL down
+    makes it ``degraded`` (200), not ``down`` (503).
     ``uses_jetstream``: the ``nats`` check also asks JetStream (``degraded`` when it does
     not answer). ``tls``: (certificate, key) PEM files; the HTTP port then speaks HTTPS.
     """
@@ -66,7 +68,7 @@ async def run_service(config: CommonConfig, start: Starter, *, uses_db: bool = T
         runtime = Runtime(config, bus, health)
         if uses_db:
             runtime.db = Database(config.mysql)
-            health.add("mysql", runtime.db.probe)
+            health.add("mysql", runtime.db.probe, required=db_required)
         if uses_cache:
             runtime.cache = Cache(config.redis_url, config.redis_prefix,
                                   socket_timeout=config.redis_timeout_s)

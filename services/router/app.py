@@ -35,6 +35,8 @@ async def main(config: Config, *, handle_signals: bool = True,
         await trio.to_thread.run_sync(migrate, config.common.mysql, "router", MIGRATIONS)
         await ensure_stream(runtime.bus, config.stream)
         storage = Storage(runtime.db, runtime.cache, config.seq_block)
+        # Seq reservations run beside the sends, which never wait on MySQL for long.
+        storage.seq.spawn, storage.seq.reserve_wait = nursery.start_soon, config.seq_reserve_wait_s
         fanout = Fanout(runtime.bus, storage, config.common.presence_ttl_s, nursery,
                         concurrency=config.fanout_concurrency, backlog=config.fanout_backlog)
         types = ContentTypes(storage)
@@ -61,5 +63,7 @@ async def main(config: Config, *, handle_signals: bool = True,
             await fanout.drained()
         return drain
 
-    await run_service(config.common, start, uses_jetstream=True, handle_signals=handle_signals,
-                      task_status=task_status)
+    # Sends need no MySQL (numbers come from Redis, events are durable in JetStream): without
+    # it the router is degraded, still ready.
+    await run_service(config.common, start, uses_jetstream=True, db_required=False,
+                      handle_signals=handle_signals, task_status=task_status)

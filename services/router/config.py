@@ -14,6 +14,7 @@ class Config:
     common: CommonConfig
     stream: StreamSettings
     seq_block: int
+    seq_reserve_wait_s: float
     dedup_ttl_s: int
     max_group_members: int
     metadata_max_bytes: int
@@ -34,6 +35,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         common=CommonConfig.read(env, "router", 8092),
         stream=StreamSettings.read(env),
         seq_block=env.int("NJ_ROUTER_SEQ_BLOCK", 1000, min=1, max=1_000_000),
+        seq_reserve_wait_s=env.int("NJ_ROUTER_SEQ_RESERVE_WAIT_MS", 250, min=0, max=60_000) / 1000,
         dedup_ttl_s=env.int("NJ_ROUTER_DEDUP_TTL_S", 86400, min=1),
         max_group_members=env.int("NJ_ROUTER_MAX_GROUP_MEMBERS", 10_000, min=2),
         metadata_max_bytes=env.int("NJ_ROUTER_METADATA_MAX_BYTES", 4096, min=0),

@@ -115,6 +115,11 @@ def reservation_needed(seq: int, reserved: int) -> bool:
     return seq > reserved
 
 
+def reservation_due(seq: int, reserved: int, block: int) -> bool:
+    """Time to reserve the next block ahead of need: half of the current one is used."""
+    return seq > reserved - block // 2
+
+
 def next_reservation(seq: int, block: int) -> int:
     """Reserve a whole block past ``seq`` so the next ``block - 1`` sends skip MySQL."""
     return seq + block - 1

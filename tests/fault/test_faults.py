@@ -72,5 +72,7 @@ def _degradation(fault: Fault, outcome: Outcome, data: dict) -> None:
         assert data["acked_during_fault"] > 0, "no send was acked while Redis was down"
     if fault.name in ("mysql-down", "mysql-hang"):
         assert data["acked_during_fault"] > 0, "no send was acked while MySQL was away"
+        ready = outcome.notes.get("ready_during_fault", {})
+        assert ready.get("router") == "200 degraded" and ready.get("gateway") == "200 ok", ready
         retries = outcome.notes.get("history_write_retries_s", [])
         assert retries == sorted(retries), f"history's write retries do not back off: {retries}"

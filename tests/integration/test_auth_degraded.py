@@ -30,6 +30,17 @@ async def fails(bus: Bus, verb: str, payload: dict[str, Any], code: int) -> Natt
     return caught.value
 
 
+async def once_back(bus: Bus, verb: str, payload: dict[str, Any], timeout: float = 5) -> Any:
+    with trio.fail_after(timeout):
+        while True:
+            try:
+                return await call(bus, verb, payload)
+            except NatterjackError as exc:
+                if exc.code != 5003:
+                    raise
+                await trio.sleep(0.05)
+
+
 def _name() -> str:
     return f"Deg_{secrets.token_hex(4)}"
 
@@ -121,8 +132,9 @@ async def test_mysql_down_answers_5003_promptly(common_env, mysql_config):
             assert trio.current_time() - started < 5, (verb, error.to_body())
 
         await nursery.start(proxy.run)  # MySQL is back
-        # The 5003 logins did not count as failures: no lockout after three of them.
-        assert (await call(bus, "login", {"username": name, "password": PASSWORD}))["user_id"]
+        # 5003 at once until the breaker's next trial (at most NJ_MYSQL_BREAKER_MAX_MS) gets
+        # an answer. The 5003 logins did not count as failures: no lockout after three of them.
+        assert (await once_back(bus, "login", {"username": name, "password": PASSWORD}))["user_id"]
         assert (await call(bus, "refresh", {"refresh_token": grant["refresh_token"]}))["user_id"]
         runtime.stopping.set()
         proxy.cut()

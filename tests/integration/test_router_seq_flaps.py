@@ -69,9 +69,10 @@ async def flap(redis: RedisServer) -> None:
         await trio.to_thread.run_sync(redis.start)
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "reserve-ahead"])
 @pytest.mark.parametrize("seed", range(3))
 async def test_numbers_stay_unique_and_dense_while_redis_flaps(mysql_config: MySQLConfig,
-                                                                seed: int) -> None:
+                                                                seed: int, background: bool) -> None:
     await trio.to_thread.run_sync(migrate, mysql_config, "router", MIGRATIONS)
     chat_id = secrets.token_hex(13).upper()
     conn = pymysql.connect(host=mysql_config.host, port=mysql_config.port, user=mysql_config.user,
@@ -87,6 +88,8 @@ async def test_numbers_stay_unique_and_dense_while_redis_flaps(mysql_config: MyS
         await seq.chat_created(chat_id)
         run, until = Run(seq, chat_id, seed), trio.current_time() + 6
         async with trio.open_nursery() as nursery:
+            if background:  # as in the router: blocks reserved beside the sends
+                seq.spawn = nursery.start_soon
             for _ in range(SENDERS):
                 nursery.start_soon(run.sender, until)
             nursery.start_soon(run.flusher, until)

@@ -99,6 +99,9 @@ def test_property_11_error_handling_and_recovery(run: ChatRun, outage: str, seco
         if outage == DOWN:
             with httpx.Client() as http:
                 mysql_needing_request(run, http)
+            # Down until the writer has met it with the batch in hand (on a loaded machine the
+            # batch can come later than the drawn while): that write must fail and recover.
+            wait_until(lambda: faulty.log_lines("history", since, "history.write_failed"), 10)
         time.sleep(max(0.0, seconds - (time.monotonic() - started)))
     finally:
         faulty.mysql.up()

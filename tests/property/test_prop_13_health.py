@@ -6,8 +6,9 @@ service in a state of its own: each dependency up, down (cut and refused) or hun
 (nothing flows; NATS only up or down). Probes are cached 50 ms and time out after 0.3 s
 (``NJ_HEALTH_*``), so a state shows within a fraction of a second. The expected answer is
 what ``libs/health.py`` documents: each dependency ``ok``/``down``; the service ``down``
-(503) while a required one (NATS, MySQL) is down, ``degraded`` (200) with only Redis down,
-``ok`` (200) otherwise; ``/health`` 200 at once with the last probes, whatever the state.
+(503) while a required one is down (NATS everywhere, MySQL everywhere but the router,
+which sends without it), ``degraded`` (200) with only optional ones down, ``ok`` (200)
+otherwise; ``/health`` 200 at once with the last probes, whatever the state.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from tests.property.faulty import DEPENDENCIES, HEALTH, PHASES
 from tools.stack import SERVICES, Stack, build_stack, running_nats
 
 pytestmark = pytest.mark.timeout(600)
-REQUIRED = {"nats", "mysql"}  # Redis is optional everywhere: without it a service is degraded
+# Redis is optional everywhere: without it a service is degraded; so is MySQL for the router.
+REQUIRED = {service: {"nats"} if service == "router" else {"nats", "mysql"} for service in SERVICES}
 KNOBS = {"NJ_HEALTH_CACHE_S": "0.05", "NJ_HEALTH_PROBE_TIMEOUT_S": "0.3", "NJ_REDIS_TIMEOUT_S": "0.2",
          "NJ_MYSQL_RETRY_ATTEMPTS": "2", "NJ_MYSQL_RETRY_BASE_MS": "10", "NJ_LOG_LEVEL": "warning"}
 State = dict[str, dict[str, str]]  # service -> dependency -> up/down/hang
@@ -94,10 +96,10 @@ def proxied(common_env, mysql_config, redis_url) -> Iterator[Proxied]:
         running.apply({s: dict.fromkeys(d, UP) for s, d in DEPENDENCIES.items()})
 
 
-def expected(state: dict[str, str]) -> tuple[int, dict[str, Any]]:
+def expected(service: str, state: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """(status code, body without "service") that libs/health.py documents for ``state``."""
     checks = {dependency: "ok" if how == UP else "down" for dependency, how in state.items()}
-    if any(checks[d] == "down" for d in REQUIRED & set(checks)):
+    if any(checks[d] == "down" for d in REQUIRED[service] & set(checks)):
         return 503, {"status": "down", "checks": checks}
     return 200, {"status": "ok" if all(v == "ok" for v in checks.values()) else "degraded",
                  "checks": checks}
@@ -145,14 +147,14 @@ def test_property_13_health_check_availability(proxied: Proxied, state: State) -
     *For any* system state, health check endpoints should return appropriate status
     information for monitoring: whichever of its NATS, MySQL and Redis each service finds
     down or hung, its /ready soon reports each dependency's state and its own (down with
-    503 when a required dependency is down, degraded with 200 when only Redis is, ok with
-    200 otherwise), and its /health answers 200 at once with the same last-known state.
+    503 when a required dependency is down, degraded with 200 when only optional ones are
+    — Redis, and MySQL for the router —, ok with 200 otherwise), and its /health answers 200 at once with the same last-known state.
     Requirement R6.3: health check endpoints for monitoring.
     """
     proxied.apply(state)
     with httpx.Client() as http:
         for service, dependencies in state.items():
-            url, want = proxied.url(service), expected(dependencies)
+            url, want = proxied.url(service), expected(service, dependencies)
             got = settled(http, url, want)
             assert got == want, (service, dependencies, got, want)
             assert liveness(http, url, service) == want[1]

@@ -69,3 +69,17 @@ def test_each_device_is_targeted_once_through_its_gateway(presence):
 def test_a_reservation_always_covers_the_number_handed_out(seq, block):
     reserved = domain.next_reservation(seq, block)
     assert not domain.reservation_needed(seq, reserved) and reserved - seq == block - 1
+
+
+@settings(max_examples=100)
+@given(st.integers(1, 10**9), st.integers(1, 10**6), st.integers(0, 2 * 10**6))
+def test_the_next_block_is_reserved_ahead_from_half_way(start, block, used):
+    """Reserving ahead starts once half of a block is used, and always before it is needed."""
+    reserved = domain.next_reservation(start, block)
+    seq = start + used
+    if domain.reservation_needed(seq, reserved):
+        assert domain.reservation_due(seq, reserved, block)
+    if block > 1 and seq == start:
+        assert not domain.reservation_due(seq, reserved, block)
+    if used >= block - block // 2:  # past half of the block: reserve the next one
+        assert domain.reservation_due(seq, reserved, block)
