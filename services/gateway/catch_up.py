@@ -106,12 +106,13 @@ class CatchUp:
 
     async def fill_gap(self, conn: Connection, chat_id: str) -> None:
         """Wait briefly for out-of-order events, then fetch what is missing from history;
-        past NJ_GATEWAY_GAP_WAIT_S, skip ahead (the device gets the rest with its next sync).
+        past NJ_GATEWAY_GAP_WAIT_S without the order moving, skip ahead (the device gets the
+        rest with its next sync).
         The wait outlasts a void's worst delay (the router's publish deadline plus its void
         grace) and a lagging history, so skipping ahead, which breaks order, stays for
         numbers nobody will ever store."""
         order = conn.order(chat_id)
-        give_up_at = trio.current_time() + self.config.gap_wait_s
+        waiting_after, give_up_at = -1, 0.0
         try:
             await trio.sleep(GAP_SETTLE_S)
             while order.held and not order.catching_up:
@@ -119,6 +120,10 @@ class CatchUp:
                     conn.send_text(text)
                 if order.gap is not None:
                     await self._fetch_gap(conn, chat_id, *order.gap)
+                if order.delivered != waiting_after:  # a new gap: the whole wait for it (under
+                    # load one gap follows another and the watcher runs on for minutes)
+                    waiting_after = order.delivered
+                    give_up_at = trio.current_time() + self.config.gap_wait_s
                 if order.held and trio.current_time() >= give_up_at:
                     logger.warning("gateway.gap_skipped", chat_id=chat_id, after=order.delivered)
                     for text in order.skip_gap():
@@ -182,7 +187,8 @@ class CatchUp:
                 if (last_seq is None and not page["has_more"]) or \
                         (last_seq is not None and order.delivered >= last_seq):
                     return
-                await trio.sleep(0.02)  # history has not stored the newest events (or a hole) yet
+                hole = bool(page["events"]) and page["events"][-1]["seq"] > order.delivered
+                await trio.sleep(GAP_RETRY_S if hole else 0.02)  # history has not stored it yet
         if unavailable is not None:  # still away after the whole wait: the client is told
             raise unavailable
 
