@@ -106,12 +106,13 @@ class CatchUp:
 
     async def fill_gap(self, conn: Connection, chat_id: str) -> None:
         """Wait briefly for out-of-order events, then fetch what is missing from history;
-        past NJ_GATEWAY_GAP_WAIT_S, skip ahead (the device gets the rest with its next sync).
+        past NJ_GATEWAY_GAP_WAIT_S without the order moving, skip ahead (the device gets the
+        rest with its next sync).
         The wait outlasts a void's worst delay (the router's publish deadline plus its void
         grace) and a lagging history, so skipping ahead, which breaks order, stays for
         numbers nobody will ever store."""
         order = conn.order(chat_id)
-        give_up_at = trio.current_time() + self.config.gap_wait_s
+        waiting_after, give_up_at = -1, 0.0
         try:
             await trio.sleep(GAP_SETTLE_S)
             while order.held and not order.catching_up:
@@ -119,6 +120,10 @@ class CatchUp:
                     conn.send_text(text)
                 if order.gap is not None:
                     await self._fetch_gap(conn, chat_id, *order.gap)
+                if order.delivered != waiting_after:  # a new gap: the whole wait for it (under
+                    # load one gap follows another and the watcher runs on for minutes)
+                    waiting_after = order.delivered
+                    give_up_at = trio.current_time() + self.config.gap_wait_s
                 if order.held and trio.current_time() >= give_up_at:
                     logger.warning("gateway.gap_skipped", chat_id=chat_id, after=order.delivered)
                     for text in order.skip_gap():
@@ -140,7 +145,12 @@ class CatchUp:
             conn.write_in_order(chat_id, item["seq"], orjson.dumps(events.page_item_to_frame(item)).decode())
 
     async def _page_through(self, conn: Connection, chat_id: str, after: int, last_seq: int | None) -> None:
+        """History pages above the cursor, written in seq order. A page can have a hole (history
+        stores the events of a chat in the order they reach it, not always in seq order): what
+        is above it waits and the page is read again from the hole, as long as the wait lasts;
+        then the gap watcher takes over what is still held."""
         order = conn.order(chat_id)
+        order.start_at(after)  # the device holds everything up to its cursor
         told_retained = False
         unavailable: NatterjackError | None = None
         backoff = 0.05
@@ -164,16 +174,21 @@ class CatchUp:
                     await trio.sleep(0.02)
                     continue
                 if not told_retained:
-                    told_retained = _tell_retained(conn, chat_id, max(after, order.delivered), page)
+                    told_retained = _tell_retained(conn, chat_id, order.delivered, page)
+                    if told_retained:  # nothing below what retention kept will ever come
+                        order.start_at(page["retained_from_seq"] - 1)
+                before = order.delivered
                 for item in page["events"]:
-                    if item["seq"] > order.delivered:
-                        conn.send_frame(events.page_item_to_frame(item))
-                        order.caught_up_to(item["seq"])
-                if page["has_more"]:
+                    text = orjson.dumps(events.page_item_to_frame(item)).decode()
+                    for ready in order.from_history(item["seq"], text):
+                        conn.send_text(ready)
+                if page["has_more"] and order.delivered > before:
                     continue
-                if last_seq is None or order.delivered >= last_seq:
+                if (last_seq is None and not page["has_more"]) or \
+                        (last_seq is not None and order.delivered >= last_seq):
                     return
-                await trio.sleep(0.02)  # history has not stored the newest events yet
+                hole = bool(page["events"]) and page["events"][-1]["seq"] > order.delivered
+                await trio.sleep(GAP_RETRY_S if hole else 0.02)  # history has not stored it yet
         if unavailable is not None:  # still away after the whole wait: the client is told
             raise unavailable
 

@@ -130,9 +130,14 @@ class ChatOrder:
         self.delivered = max(self.delivered, min(self.held) - 1)
         return self._drain()
 
-    def caught_up_to(self, seq: int) -> None:
-        self.delivered = max(self.delivered, seq)
+    def from_history(self, seq: int, item: Any) -> list[Any]:
+        """An event read from history during a catch-up: written when it follows on, with
+        the held events that then follow; above a hole (history has not stored a lower seq
+        yet) it waits with them. It replaces a held live copy (it carries the current state)."""
         self.known = True
+        if seq > self.delivered:
+            self.held[seq] = item
+        return self._drain()
 
     def finish_catch_up(self) -> list[Any]:
         """Catch-up ended: release held live events that now follow on, in seq order."""

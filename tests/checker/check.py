@@ -10,7 +10,13 @@ Categories (see ``CATEGORIES``):
   *deliveries* of a (chat, seq) to a device are allowed and only counted in
   ``Report.redeliveries``.
 - out_of_order: after dropping repeated deliveries (the first arrival counts), a device's
-  live events of a chat are not in ascending seq order.
+  live events of a chat are not in ascending seq order. A device holds its own message
+  from its message_ack on (the product says so: the gateway never writes a device its own
+  live message, delivery-retry never waits for its ack), so a later delivery of that seq
+  (a catch-up from a cursor the device had not acked yet, say after its gateway died) is
+  a repeat the client drops (contract: "clients drop duplicates by (chat_id, seq)"), not
+  an arrival. The ack itself is not an event and takes no part in the order (it may come
+  before lower events, as the contract says).
 - gaps: a seq in 1..last of a chat (last: the highest stored or acked seq) that is neither
   stored nor acked (an acked seq that is not stored is already lost).
 - unanswered: a send that got neither a message_ack nor an error (counted per send, so two
@@ -38,7 +44,7 @@ from .model import (
     Report,
     StoredEvent,
 )
-from .recorder import Received, Recorder, Run
+from .recorder import Acked, Received, Recorder, Run
 
 
 def check(run: Run | Recorder, stored: Iterable[StoredEvent],
@@ -150,19 +156,28 @@ def _check_devices(run: Run, chats: set[str], history: History, sends: Sends,
     for item in run.received:
         if item.chat_id in chats:
             deliveries[item.device].append(item)
+    acks: dict[Device, list[Acked]] = defaultdict(list)
+    for ack in sends.acks:
+        acks[ack.device].append(ack)
     complete = set(expectations.complete)
     for device in sorted(set(deliveries) | complete):
-        seen = _check_deliveries(deliveries[device], history, sends, report)
+        seen = _check_deliveries(deliveries[device], acks[device], history, sends, report)
         if device in complete:
             _check_complete(device, chats, seen, history, sends, expectations, report)
 
 
-def _check_deliveries(items: list[Received], history: History, sends: Sends,
-                      report: Report) -> dict[str, set[int]]:
-    """Content of every copy, order of first arrivals; returns the seqs held per chat."""
+def _check_deliveries(items: list[Received], acks: list[Acked], history: History,
+                      sends: Sends, report: Report) -> dict[str, set[int]]:
+    """Content of every copy, order of first arrivals; returns the seqs held per chat
+    (received, or acked before a later delivery of the chat's events)."""
     seen: dict[str, set[int]] = defaultdict(set)
     top: dict[str, int] = defaultdict(int)
+    acked = iter(sorted((a for a in acks if a.at), key=lambda a: a.at))  # 0: place not known
+    ack = next(acked, None)
     for item in items:
+        while ack is not None and ack.at < item.at:
+            seen[ack.chat_id].add(ack.seq)
+            ack = next(acked, None)
         _check_content(item, history, sends, report)
         if item.seq in seen[item.chat_id]:
             report.redeliveries += 1

@@ -7,6 +7,7 @@ and never block on I/O, so trio tasks and threads may share one recorder.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class Acked:
     chat_id: str
     message_id: str
     seq: int
+    at: int = 0  # place in the recorder's arrival order (0: not known)
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Failed:
 @dataclass(frozen=True)
 class Received:
     """One event a device got. ``live`` frames came over the socket and must arrive in
-    seq order; fetched ones (history pages) only count towards completeness and content."""
+    seq order; fetched ones (history pages) only count towards completeness and content.
+    ``at`` is its place in the recorder's arrival order, shared with acks (0: not known)."""
 
     device: Device
     chat_id: str
@@ -56,6 +59,7 @@ class Received:
     event: str
     frame: Mapping[str, Any]
     live: bool = True
+    at: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Recorder:
         self._acked: list[Acked] = []
         self._failed: list[Failed] = []
         self._received: list[Received] = []
+        self._arrivals = itertools.count(1)  # one order over acks and events, for the checker
 
     def sent(self, device: Device, frame: Mapping[str, Any]) -> None:
         """A ``send_message`` frame the device wrote."""
@@ -83,10 +88,9 @@ class Recorder:
 
     def acked(self, device: Device, ack: Mapping[str, Any]) -> None:
         """A ``message_ack`` frame the device read."""
-        entry = Acked(device, str(ack["id"]), str(ack["chat_id"]), str(ack["message_id"]),
-                      int(ack["seq"]))
         with self._lock:
-            self._acked.append(entry)
+            self._acked.append(Acked(device, str(ack["id"]), str(ack["chat_id"]),
+                                     str(ack["message_id"]), int(ack["seq"]), next(self._arrivals)))
 
     def failed(self, device: Device, id: str, error: Any = CONNECTION_LOST) -> None:
         """The send ``id`` got an ``error`` frame, or the client gave up on it (socket lost)."""
@@ -98,9 +102,10 @@ class Recorder:
         event = EVENT_OF.get(str(frame.get("type")))
         if event is None or "seq" not in frame:
             return
-        entry = Received(device, str(frame["chat_id"]), int(frame["seq"]), event, dict(frame), live)
+        chat_id, seq, copy = str(frame["chat_id"]), int(frame["seq"]), dict(frame)
         with self._lock:
-            self._received.append(entry)
+            self._received.append(Received(device, chat_id, seq, event, copy, live,
+                                           next(self._arrivals)))
 
     def observe(self, device: Device, frame: Mapping[str, Any]) -> None:
         """Any frame the device read: acks, errors about a send and events are recorded."""

@@ -80,6 +80,39 @@ def test_redeliveries_are_counted_not_faults_and_the_ack_holds_the_senders_seq()
     assert report.ok and report.redeliveries == 2, report.summary()
 
 
+def test_an_own_message_repeated_after_its_ack_is_a_repeat_not_a_late_arrival():
+    # kill -9 of a gateway: ann got the ack of seq 2 and then seq 3 on her old socket; her
+    # cursor (1) never reached delivery-retry, so the catch-up on her new socket sends 2 and
+    # 3 again. She held 2 since its ack: both are repeats, not 2 arriving after 3.
+    ben_says = {**_message(3, "b", "yo"), "sender_id": "ben"}
+    stored = _chat(_message(2, "a", "hi"), ben_says)
+    recorder = Recorder()
+    recorder.observe(ANN, to_frame(dict(stored[0].body)))
+    _ann_sends(recorder, 2, "a", "hi")
+    for seq in (3, 2, 3):
+        recorder.observe(ANN, to_frame(dict(stored[seq - 1].body)))
+    report = check(recorder, stored, Expectations(complete=[ANN]))
+    assert report.ok and report.redeliveries == 2, report.summary()
+
+
+def test_an_own_message_that_comes_before_its_ack_still_keeps_its_place_in_the_order():
+    ben_says = {**_message(3, "b", "yo"), "sender_id": "ben"}
+    stored = _chat(_message(2, "a", "hi"), ben_says)
+    late = Recorder()  # the event of seq 2 itself arrives after 3, its ack later still
+    late.sent(ANN, {"type": "send_message", "id": "a", "chat_id": "c", "content": "hi"})
+    for seq in (1, 3, 2):
+        late.observe(ANN, to_frame(dict(stored[seq - 1].body)))
+    late.observe(ANN, {"type": "message_ack", "id": "a", "chat_id": "c", "message_id": "id2",
+                       "seq": 2, "ts": 2})
+    report = check(late, stored, Expectations(complete=[ANN]))
+    assert report.counts[OUT_OF_ORDER] == 1 and report.failing == {OUT_OF_ORDER}
+    other = Recorder()  # another member's device holds nothing by ann's ack
+    _ann_sends(other, 2, "a", "hi")
+    for seq in (1, 3, 2):
+        other.observe(BEN, to_frame(dict(stored[seq - 1].body)))
+    assert check(other, stored, Expectations(complete=[BEN])).failing == {OUT_OF_ORDER}
+
+
 def test_fetched_history_counts_for_completeness_but_not_for_order():
     stored = _chat(_message(2, "a", "hi"), _message(3, "b", "yo"))
     recorder = Recorder()
