@@ -45,7 +45,7 @@ async def test_concurrent_senders_every_device_gets_all_once_in_order(stack):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(sender)
                     with trio.move_on_after(30) as waited:
-                        while len(seen[person.user_id]) + len(acked[person.user_id]) < SENDERS * EACH:
+                        while len(set(seen[person.user_id]) | set(acked[person.user_id])) < SENDERS * EACH:
                             frame = orjson.loads(await ws.get_message())
                             # Unacked events are resent after the first backoff step; a
                             # client drops repeats by (chat, seq), keeping the first arrival.
@@ -75,7 +75,10 @@ async def test_concurrent_senders_every_device_gets_all_once_in_order(stack):
         for person in people:
             got = seen[person.user_id]
             assert got == sorted(got), "out of order"
-            assert sorted(got + acked[person.user_id]) == every, "lost or duplicated"
+            # A gap fill from history may write a device's own message before its
+            # message_ack; the device holds that seq once (repeats drop by chat and seq).
+            assert sorted(set(got) | set(acked[person.user_id])) == every, "lost"
+            assert len(got) == len(set(got)), "duplicated"
 
 
 async def test_a_recorded_two_user_run_passes_the_history_checker(stack, mysql_config):
