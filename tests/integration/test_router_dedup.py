@@ -121,6 +121,8 @@ def _sql(config: MySQLConfig, sql: str, args: tuple[Any, ...] = ()) -> list[tupl
 
 
 async def test_a_resend_while_redis_is_down_is_stored_once(router: Runtime, own_redis: RedisServer) -> None:
+    """Requirement R6.2: without Redis a resent client id is still answered with the
+    original ack (MySQL's claims), sequentially and concurrently, and stored once."""
     bus = router.bus
     chat_id = await _chat(bus)
     own_redis.stop()
@@ -141,6 +143,7 @@ async def test_a_resend_while_redis_is_down_is_stored_once(router: Runtime, own_
 
 async def test_a_resend_after_flushall_answers_the_original_ack(router: Runtime,
                                                                 own_redis: RedisServer) -> None:
+    """Requirement R6.2: a Redis that lost its keys does not lose the dedup window."""
     bus = router.bus
     chat_id = await _chat(bus)
     first = await _send(bus, chat_id, "flush-1")
