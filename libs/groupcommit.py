@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import trio
 
 from . import log
+from .errors import Unavailable
 
 T = TypeVar("T")
 logger = log.get("groupcommit")
@@ -39,15 +40,23 @@ class GroupCommit(Generic[T]):
         self._send, self._receive = trio.open_memory_channel[_Queued[T]](queue_size)
         self._finished = trio.Event()
         self.batches = 0  # batches written (a test and a benchmark read it)
+        self.busy_since: float | None = None  # trio.current_time() the batch in hand started
 
     async def submit(self, item: T) -> Any:
         """Queue ``item``, wait until its batch is written; its outcome, or the batch's error."""
         queued = _Queued(item)
-        await self._send.send(queued)
+        try:
+            await self._send.send(queued)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise Unavailable(f"{self.name} is shutting down") from None
         await queued.done.wait()
         if queued.error is not None:
             raise queued.error
         return queued.outcome
+
+    def stuck_for(self) -> float:
+        """Seconds the batch in hand has been written for (0 when idle)."""
+        return 0.0 if self.busy_since is None else trio.current_time() - self.busy_since
 
     def put_nowait(self, item: T) -> bool:
         """Write-behind: queue ``item`` without waiting; False when the queue is full or closed."""
@@ -77,6 +86,7 @@ class GroupCommit(Generic[T]):
 
     async def _flush(self, batch: list[_Queued[T]]) -> None:
         self.batches += 1
+        self.busy_since = trio.current_time()
         try:
             outcomes = await self.write([queued.item for queued in batch])
         except Exception as exc:  # every waiter of the batch gets the error
@@ -84,6 +94,8 @@ class GroupCommit(Generic[T]):
                 queued.error = exc
                 queued.done.set()
             return
+        finally:
+            self.busy_since = None
         for queued, outcome in zip(batch, outcomes, strict=True):
             queued.outcome = outcome
             queued.done.set()

@@ -72,6 +72,8 @@ class DurableClaims:
 
     async def claim(self, ask: Ask) -> tuple[str, dict[str, Any] | None]:
         """(verdict, original ack when ACKED); Unavailable when MySQL does not answer in time."""
+        if self.claims.stuck_for() > self.wait_s:  # MySQL hangs: do not queue behind it
+            raise Unavailable("send claims: MySQL does not answer")
         with trio.move_on_after(self.wait_s):
             verdict: tuple[str, dict[str, Any] | None] = await self.claims.submit(ask)
             return verdict
@@ -97,7 +99,9 @@ class DurableClaims:
 
         def run(cur: Any) -> list[tuple[str, dict[str, Any] | None]]:
             # Sorted rows: two routers' batches lock shared keys in the same order.
-            cur.executemany(_CLAIM, sorted((*a.key, a.chat_id, a.token, now) for a in asks))
+            inserted = cur.executemany(_CLAIM, sorted((*a.key, a.chat_id, a.token, now) for a in asks))
+            if inserted == len(asks):  # the usual case: every id new, every claim ours
+                return [(domain.OURS, None)] * len(asks)
             rows = _locked_rows(cur, {a.key for a in asks})
             return [self._decide(cur, rows, ask, now) for ask in asks]
         return await self.db.transaction(run)
