@@ -13,9 +13,11 @@ median answer time. Ratios are durable / Redis-only, from the same run.
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import statistics
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +62,24 @@ async def _phase(stack: Stack, bus: Bus, sender: str, chat_id: str, durable: boo
     cpu, started = cpu_seconds(pid), time.perf_counter()
     await _burst(bus, sender, chat_id, sends, concurrency)
     wall, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
+    batch = _mean_batch(stack, "router.claims")
     one_by_one = []
     for _ in range(SEQUENTIAL):
         began = time.perf_counter()
         await _send(bus, sender, chat_id)
         one_by_one.append(time.perf_counter() - began)
     return {"rate": sends / wall, "cpu_ms": 1000 * cpu / sends,
-            "p50_ms": 1000 * statistics.median(one_by_one)}
+            "p50_ms": 1000 * statistics.median(one_by_one), "claims_per_batch": batch}
+
+
+def _mean_batch(stack: Stack, writer: str) -> float:
+    """Mean claims per transaction since the router started (0 without durable claims)."""
+    url = f"http://127.0.0.1:{stack.ports['router']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    found = {kind: float(value) for kind, value in re.findall(
+        rf'^nj_groupcommit_batch_size_(sum|count){{writer="{re.escape(writer)}"}}\s+(\S+)$', text, re.M)}
+    return found.get("sum", 0.0) / found["count"] if found.get("count") else 0.0
 
 
 async def run(stack: Stack, sends: int, concurrency: int, rounds: int) -> dict[bool, list[dict[str, float]]]:
@@ -110,6 +123,8 @@ def main() -> None:
     print(body)
     for durable, phases in found.items():
         print("durable" if durable else "redis-only", [{k: round(v, 2) for k, v in p.items()} for p in phases])
+    print("claims per transaction (durable phases, warm-up and timed burst):",
+          [round(p["claims_per_batch"], 2) for p in found[True]])
     if args.write:
         report.write_section(args.write, "Durable send de-duplication: hot-path cost",
                              "python -m bench.dedup", body)

@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import trio
+from prometheus_client import Histogram
 
 from . import log
 from .errors import Unavailable
 
 T = TypeVar("T")
 logger = log.get("groupcommit")
+BATCH = Histogram("nj_groupcommit_batch_size", "Items written per transaction, per writer", ["writer"],
+                  buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000))
 Write = Callable[[list[T]], Awaitable[Sequence[Any]]]
 
 
@@ -86,6 +89,7 @@ class GroupCommit(Generic[T]):
 
     async def _flush(self, batch: list[_Queued[T]]) -> None:
         self.batches += 1
+        BATCH.labels(self.name).observe(len(batch))
         self.busy_since = trio.current_time()
         try:
             outcomes = await self.write([queued.item for queued in batch])
