@@ -4,7 +4,7 @@ One writer task takes the first queued item and everything queued behind it (up 
 ``max_batch``), and calls ``write(batch)`` once: one transaction, one commit. No window
 is waited for: while a batch is being written the next ones queue up, so batches grow
 with the load and a lone write costs one round trip. ``submit`` waits for the item's own
-outcome; ``put_nowait`` is write-behind (nobody waits). ``close`` stops intake and
+outcome; ``put_nowait`` is write-behind (nobody waits; a ``window_s`` lets its batches fill). ``close`` stops intake and
 returns once every queued item is written (a graceful shutdown loses none).
 """
 
@@ -36,8 +36,10 @@ class _Queued(Generic[T]):
 
 
 class GroupCommit(Generic[T]):
-    def __init__(self, name: str, write: Write[T], *, max_batch: int = 500, queue_size: int = 10_000):
+    def __init__(self, name: str, write: Write[T], *, max_batch: int = 500, queue_size: int = 10_000,
+                 window_s: float = 0.0):
         self.name = name
+        self.window_s = window_s  # write-behind may wait this long for more items (fewer commits)
         self.write = write  # returns one outcome per item, in order; may raise for the batch
         self.max_batch = max_batch
         self._send, self._receive = trio.open_memory_channel[_Queued[T]](queue_size)
@@ -74,6 +76,8 @@ class GroupCommit(Generic[T]):
         task_status.started()
         try:
             async for first in self._receive:
+                if self.window_s:
+                    await trio.sleep(self.window_s)  # let more write-behind items gather
                 await self._flush(self._collect(first))
         finally:
             self._finished.set()

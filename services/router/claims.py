@@ -39,6 +39,7 @@ _RELEASE = ("DELETE FROM router_send_claims"
             " WHERE sender_id = %s AND client_msg_id = %s AND message_id = %s AND acked = 0")
 _PURGE = "DELETE FROM router_send_claims WHERE created_ts < %s ORDER BY created_ts LIMIT %s"
 RETRY_MAX_S = 5.0
+WRITE_BEHIND_WINDOW_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,12 @@ class DurableClaims:
         self.pending_ms = pending_s * 1000
         self.wait_s = wait_s  # longest a send waits for its claim before going on without
         self.claims = GroupCommit[Ask]("router.claims", self._write_claims, max_batch=max_batch)
+        # Nobody waits for these: a short window makes their batches (and commits) fewer.
         self.acks = GroupCommit[tuple[Any, ...]]("router.claim_acks", self._write_acks,
-                                                 max_batch=max_batch)
-        self.releases = GroupCommit[tuple[str, str, str]]("router.claim_releases",
-                                                          self._write_releases, max_batch=max_batch)
+                                                 max_batch=max_batch, window_s=WRITE_BEHIND_WINDOW_S)
+        self.releases = GroupCommit[tuple[str, str, str]](
+            "router.claim_releases", self._write_releases, max_batch=max_batch,
+            window_s=WRITE_BEHIND_WINDOW_S)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
