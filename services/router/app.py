@@ -13,9 +13,12 @@ from libs.lifecycle import Runtime, run_service
 from libs.migrate import migrate
 from libs.streams import ensure_stream
 
+from . import domain
 from .admin import ChatAdmin
+from .claims import DurableClaims
 from .config import Config
 from .content_types import ContentTypes
+from .dedup import Dedup
 from .fanout import Fanout
 from .handlers import Handlers
 from .holes import HoleVoider
@@ -40,7 +43,8 @@ async def main(config: Config, *, handle_signals: bool = True,
         fanout = Fanout(runtime.bus, storage, config.common.presence_ttl_s, nursery,
                         concurrency=config.fanout_concurrency, backlog=config.fanout_backlog)
         types = ContentTypes(storage)
-        core = Handlers(config, runtime.bus, storage, types, fanout, nursery)
+        claims, dedup = await _start_dedup(config, runtime, storage, nursery)
+        core = Handlers(config, runtime.bus, storage, types, fanout, nursery, dedup)
         admin, signals = ChatAdmin(core), Signals(core)
 
         await nursery.start(storage.seq.run_flusher, config.confirm_flush_s)
@@ -61,9 +65,26 @@ async def main(config: Config, *, handle_signals: bool = True,
             intake.close()  # taken sends are answered: none is stored with its claim left behind
             await intake.drained()
             await fanout.drained()
+            if claims is not None:
+                await claims.drain()  # the write-behind acks and releases
         return drain
 
     # Sends need no MySQL (numbers come from Redis, events are durable in JetStream): without
     # it the router is degraded, still ready.
     await run_service(config.common, start, uses_jetstream=True, db_required=False,
                       handle_signals=handle_signals, task_status=task_status)
+
+
+async def _start_dedup(config: Config, runtime: Runtime, storage: Storage, nursery: trio.Nursery
+                       ) -> tuple[DurableClaims | None, Dedup]:
+    """Send de-duplication; with NJ_ROUTER_DEDUP_DURABLE=0 Redis alone (no MySQL writes)."""
+    assert runtime.db is not None
+    pending_s = domain.pending_lifetime_s(config.publish_deadline_s, config.dedup_ttl_s)
+    claims = None
+    if config.dedup_durable:
+        claims = DurableClaims(runtime.db, pending_s=pending_s, wait_s=config.dedup_claim_wait_s,
+                               max_batch=config.dedup_batch_max)
+        await nursery.start(claims.run)
+        await nursery.start(partial(claims.run_cleanup, config.dedup_ttl_s,
+                                    config.dedup_cleanup_interval_s, config.dedup_cleanup_batch))
+    return claims, Dedup(storage, claims, pending_s=pending_s, ttl_s=config.dedup_ttl_s)

@@ -16,6 +16,11 @@ class Config:
     seq_block: int
     seq_reserve_wait_s: float
     dedup_ttl_s: int
+    dedup_durable: bool
+    dedup_claim_wait_s: float
+    dedup_batch_max: int
+    dedup_cleanup_interval_s: float
+    dedup_cleanup_batch: int
     max_group_members: int
     metadata_max_bytes: int
     publish_deadline_s: float
@@ -37,6 +42,11 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         seq_block=env.int("NJ_ROUTER_SEQ_BLOCK", 1000, min=1, max=1_000_000),
         seq_reserve_wait_s=env.int("NJ_ROUTER_SEQ_RESERVE_WAIT_MS", 250, min=0, max=60_000) / 1000,
         dedup_ttl_s=env.int("NJ_ROUTER_DEDUP_TTL_S", 86400, min=1),
+        dedup_durable=env.bool("NJ_ROUTER_DEDUP_DURABLE", True),
+        dedup_claim_wait_s=env.int("NJ_ROUTER_DEDUP_CLAIM_WAIT_MS", 500, min=1, max=60_000) / 1000,
+        dedup_batch_max=env.int("NJ_ROUTER_DEDUP_BATCH_MAX", 500, min=1, max=10_000),
+        dedup_cleanup_interval_s=env.float("NJ_ROUTER_DEDUP_CLEANUP_INTERVAL_S", 300.0, min=0.1),
+        dedup_cleanup_batch=env.int("NJ_ROUTER_DEDUP_CLEANUP_BATCH", 1000, min=1, max=100_000),
         max_group_members=env.int("NJ_ROUTER_MAX_GROUP_MEMBERS", 10_000, min=2),
         metadata_max_bytes=env.int("NJ_ROUTER_METADATA_MAX_BYTES", 4096, min=0),
         publish_deadline_s=env.float("NJ_ROUTER_PUBLISH_DEADLINE_S", 10.0, min=0.1),

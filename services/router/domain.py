@@ -125,6 +125,47 @@ def next_reservation(seq: int, block: int) -> int:
     return seq + block - 1
 
 
+# ---- send de-duplication (Redis cache, MySQL truth) ----------------------------------
+OURS, ACKED, IN_PROGRESS, STALE = "ours", "acked", "in_progress", "stale"
+
+
+def pending_lifetime_s(publish_deadline_s: float, dedup_ttl_s: int) -> int:
+    """How long a send in progress holds its client id: as long as a live router can take
+    to number and publish it. A router killed mid-send must not block retries of that id
+    for the whole dedup window; a recorded ack keeps the full window."""
+    return min(int(max(30, 3 * publish_deadline_s)), dedup_ttl_s)
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """A stored claim on (sender, client id); ``message_id`` is the claimant's token."""
+
+    chat_id: str
+    message_id: str
+    seq: int | None
+    ts: int | None
+    acked: bool
+    created_ts: int
+
+
+def claim_verdict(row: ClaimRow, token: str, now_ms: int, pending_ms: int) -> str:
+    """What a send holding ``token`` finds in the stored claim of its client id.
+
+    ACKED: answer the original ack. OURS: the row is this send's. IN_PROGRESS: another
+    live send holds it (5003, retry). STALE: its router died mid-send; take it over.
+    """
+    if row.acked:
+        return ACKED
+    if row.message_id == token:
+        return OURS
+    return IN_PROGRESS if now_ms - row.created_ts < pending_ms else STALE
+
+
+def claim_ack(row: ClaimRow) -> dict[str, Any]:
+    """The message_ack a recorded claim answers a resend with."""
+    return {"message_id": row.message_id, "chat_id": row.chat_id, "seq": row.seq, "ts": row.ts}
+
+
 def message_event(req: SendRequest, seq: int, message_id: str, version: int, ts: int) -> dict[str, Any]:
     return {"event": "message", "chat_id": req.chat_id, "seq": seq, "ts": ts,
             "message_id": message_id, "sender_id": req.sender_id,

@@ -5,7 +5,6 @@ Membership changes are in ``admin.py``, typing and presence in ``signals.py``.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import orjson
@@ -13,12 +12,13 @@ import trio
 
 from libs import events, ids, log, metrics, rpc
 from libs.bus import Bus, js_publish
-from libs.cache import CacheUnavailable
 from libs.errors import FORBIDDEN, NOT_FOUND, UNKNOWN_CHAT, NatterjackError, NotFound, Unavailable
 
 from . import domain
+from .claims import Ask
 from .config import Config
 from .content_types import ContentTypes
+from .dedup import Dedup
 from .errors import NotMember, TargetMissing, UnknownChat
 from .fanout import Fanout
 from .storage import Storage
@@ -28,8 +28,9 @@ logger = log.get("router")
 
 class Handlers:
     def __init__(self, config: Config, bus: Bus, storage: Storage, types: ContentTypes,
-                 fanout: Fanout, background: trio.Nursery):
+                 fanout: Fanout, background: trio.Nursery, dedup: Dedup):
         self.config = config
+        self.dedup = dedup
         self.bus = bus
         self.storage = storage
         self.types = types
@@ -93,24 +94,26 @@ class Handlers:
         req = domain.send_request(payload, self.config.metadata_max_bytes)
         members = await self._members_checked(req.chat_id, req.sender_id)
         version = await self.types.validate(req.content_type, req.content_version, req.content)
-        previous = await self._claim(req)
+        ask = Ask(req.sender_id, req.client_msg_id, req.chat_id, ids.new_id())
+        previous = await self.dedup.claim(ask)
         if previous is not None:
             return previous
         try:
             seq = await self.storage.next_seq(req.chat_id)
         except BaseException:
-            await self._release(req)
+            await self.dedup.release(ask)
             raise
-        event = domain.message_event(req, seq, ids.new_id(), version, ids.now_ms())
+        event = domain.message_event(req, seq, ask.token, version, ids.now_ms())
         try:
             await self._publish(event)
         except BaseException:
-            await self._release(req)
+            await self.dedup.release(ask)
             self.background.start_soon(self._publish_void, req.chat_id, seq)
             raise
         ack = {"message_id": event["message_id"], "chat_id": req.chat_id, "seq": seq, "ts": event["ts"]}
         metrics.message_in()
-        await self.fanout.submit(self._after_send, req, ack, event, members)
+        self.dedup.record_durable(ask, ack)
+        await self.fanout.submit(self._after_send, ask, ack, event, members)
         return ack
 
     async def update_message(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -181,25 +184,6 @@ class Handlers:
             raise NotMember("not a member of this chat")
         return members
 
-    async def _claim(self, req: domain.SendRequest) -> dict[str, Any] | None:
-        try:
-            # The claim is "pending" only as long as a live router can take to number and
-            # publish a send: a router killed mid-send must not block retries of that id for
-            # the whole dedup window. The recorded ack keeps the full window.
-            pending_s = int(max(30, 3 * self.config.publish_deadline_s))
-            previous = await self.storage.claim_send(req.sender_id, req.client_msg_id,
-                                                     min(pending_s, self.config.dedup_ttl_s))
-        except CacheUnavailable:
-            logger.warning("router.dedup_unavailable", client_msg_id=req.client_msg_id)
-            return None
-        if previous and previous.get("pending"):
-            raise Unavailable("a send with this id is in progress; retry with the same id")
-        return previous
-
-    async def _release(self, req: domain.SendRequest) -> None:
-        with trio.CancelScope(shield=True), contextlib.suppress(CacheUnavailable):
-            await self.storage.release_send(req.sender_id, req.client_msg_id)
-
     async def _publish(self, event: dict[str, Any]) -> None:
         await js_publish(self.bus, events.stream_subject(event["chat_id"]), orjson.dumps(event),
                          msg_id=events.msg_id(event["chat_id"], event["seq"]),
@@ -242,10 +226,7 @@ class Handlers:
                 await in_flight.acquire()
                 nursery.start_soon(one, seq)
 
-    async def _after_send(self, req: domain.SendRequest, ack: dict[str, Any], event: dict[str, Any],
+    async def _after_send(self, ask: Ask, ack: dict[str, Any], event: dict[str, Any],
                           members: list[tuple[str, str]]) -> None:
-        try:
-            await self.storage.record_send(req.sender_id, req.client_msg_id, ack, self.config.dedup_ttl_s)
-        except CacheUnavailable:
-            logger.warning("router.dedup_not_recorded", client_msg_id=req.client_msg_id)
+        await self.dedup.remember(ask, ack)
         await self.fanout.event(event, [user for user, _ in members])

@@ -82,12 +82,8 @@ def history_backoff(log: str) -> list[float]:
 KILL_ROUTER = kill_service("router")
 NATS = Fault("nats-restart", "kill -9 of nats-server, restarted on the same port and store",
              _kill_nats, _start_nats)
-NO_DEDUP = ("without Redis the router cannot recognise a resent client id: when its answers "
-            "outlast the gateway's request timeout, clients resend and a send can be stored "
-            "twice")
 REDIS = Fault("redis-down", "Redis stopped (kill -9) for the outage, then started empty",
-              _stop_redis, _start_redis, outage=True, watch=watch_redis, late_voids=True,
-              known_issue=NO_DEDUP)
+              _stop_redis, _start_redis, outage=True, watch=watch_redis, late_voids=True)
 FLUSH = Fault("redis-flushall", "FLUSHALL of Redis under load", _flush_redis, _nothing,
               late_voids=True)
 MYSQL_DOWN = Fault("mysql-down", "MySQL refused (proxy down) for the outage",

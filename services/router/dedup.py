@@ -1,0 +1,95 @@
+"""Send de-duplication on (sender, client id): Redis is the fast cache, MySQL the truth.
+
+A send claims its id in Redis first (a hit answers the original ack, or 5003 while the
+first send is in progress), then durably in ``router_send_claims`` before a seq is
+allocated, so a resend is recognised while Redis is down or after it lost its keys.
+MySQL away: Redis alone de-duplicates (the send is still acked). Both away: no dedup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pymysql
+import trio
+
+from libs import log
+from libs.cache import CacheUnavailable
+from libs.errors import Unavailable
+
+from . import domain
+from .claims import Ask, DurableClaims
+from .storage import Storage
+
+logger = log.get("router.dedup")
+IN_PROGRESS = "a send with this id is in progress; retry with the same id"
+
+
+class Dedup:
+    def __init__(self, storage: Storage, claims: DurableClaims | None, *, pending_s: int, ttl_s: int):
+        self.storage = storage
+        self.claims = claims  # None: Redis only (the measured baseline)
+        self.pending_s = pending_s
+        self.ttl_s = ttl_s
+
+    async def claim(self, ask: Ask) -> dict[str, Any] | None:
+        """None: the send is this caller's to make; else the original ack to answer.
+
+        Raises Unavailable (5003) while another send of the same id is in progress."""
+        previous = await self._claim_cached(ask)
+        if previous is not None:
+            return previous
+        try:
+            previous = await self._claim_durable(ask)
+        except BaseException:
+            await self.release_cached(ask)
+            raise
+        if previous is not None:
+            await self.remember(ask, previous)  # the cache had lost it
+        return previous
+
+    async def _claim_cached(self, ask: Ask) -> dict[str, Any] | None:
+        try:
+            previous = await self.storage.claim_send(ask.sender_id, ask.client_msg_id, self.pending_s)
+        except CacheUnavailable:
+            logger.warning("router.dedup_cache_unavailable", client_msg_id=ask.client_msg_id)
+            return None
+        if previous and previous.get("pending"):
+            raise Unavailable(IN_PROGRESS)
+        return previous
+
+    async def _claim_durable(self, ask: Ask) -> dict[str, Any] | None:
+        if self.claims is None:
+            return None
+        try:
+            verdict, ack = await self.claims.claim(ask)
+        except (Unavailable, pymysql.Error) as exc:
+            logger.warning("router.dedup_durable_unavailable", client_msg_id=ask.client_msg_id,
+                           error=str(exc))
+            return None
+        if verdict == domain.IN_PROGRESS:
+            raise Unavailable(IN_PROGRESS)
+        return ack  # OURS (a stale claim taken over, too): None
+
+    async def release(self, ask: Ask) -> None:
+        """The send failed: free its id for a retry (where the claims are still ours)."""
+        await self.release_cached(ask)
+        if self.claims is not None:
+            self.claims.release(ask)
+
+    async def release_cached(self, ask: Ask) -> None:
+        with trio.CancelScope(shield=True), contextlib.suppress(CacheUnavailable):
+            await self.storage.release_send(ask.sender_id, ask.client_msg_id)
+
+    def record_durable(self, ask: Ask, ack: dict[str, Any]) -> None:
+        """Write-behind: the send's answer does not wait for this commit."""
+        if self.claims is not None:
+            self.claims.record(ask, ack)
+
+    async def remember(self, ask: Ask, ack: dict[str, Any]) -> None:
+        """Cache the ack in Redis, best effort."""
+        try:
+            await self.storage.record_send(ask.sender_id, ask.client_msg_id, ack, self.ttl_s)
+        except CacheUnavailable:
+            logger.warning("router.dedup_not_cached", client_msg_id=ask.client_msg_id)
