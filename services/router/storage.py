@@ -97,7 +97,7 @@ class Storage:
             pipe.set(dedup_key, b"pending", nx=True, ex=pending_s)
             pipe.get(dedup_key)
         try:
-            cached, ours, value = await self.cache.pipeline(build)
+            cached, ours, value = await self.cache.batched(build)
         except CacheUnavailable:
             return await self._members_from_db(chat_id), CachedClaim(ours=False, previous=None,
                                                                     available=False)
@@ -236,7 +236,7 @@ class Storage:
     async def presence(self, user_ids: list[str], ttl_s: float, *,
                        also: Callable[[Any], None] | None = None) -> dict[str, dict[str, str]]:
         """Online devices of ``user_ids``; ``also`` adds writes to the same round trip."""
-        return await presence.online_devices(self.cache, user_ids, ttl_s, also=also)
+        return await presence.online_devices(self.cache, user_ids, ttl_s, also=also, batched=True)
 
 
 @dataclass(frozen=True)
