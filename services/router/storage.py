@@ -67,7 +67,7 @@ class Storage:
         """(user, role) of every member: Redis hash first, MySQL on a miss or outage."""
         key = self.keys.members(chat_id)
         try:
-            cached = await self.cache.run(lambda r: r.hgetall(key))
+            (cached,) = await self.cache.batched(lambda pipe: pipe.hgetall(key))  # reads, edits: hot too
             if cached:
                 return [(_text(u), _text(r)) for u, r in cached.items()]
         except CacheUnavailable:
