@@ -9,6 +9,7 @@ the device counts as offline even while other devices of the user keep the key a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .cache import Cache
@@ -35,12 +36,20 @@ def fresh_devices(entries: dict[Any, Any], ttl_s: float, now_ms: int) -> dict[st
     return out
 
 
-async def online_devices(cache: Cache, user_ids: list[str], ttl_s: float) -> dict[str, dict[str, str]]:
-    """{user: {device: gateway_id}} for the users with at least one fresh device."""
+async def online_devices(cache: Cache, user_ids: list[str], ttl_s: float, *,
+                         also: Callable[[Any], None] | None = None,
+                         batched: bool = False) -> dict[str, dict[str, str]]:
+    """{user: {device: gateway_id}} for the users with at least one fresh device.
+
+    ``also`` queues more commands on the same pipeline (one round trip); their results
+    are dropped, their errors raised. ``batched``: share the round trip with concurrent
+    callers (:meth:`Cache.batched`)."""
     def build(pipe: Any) -> None:
         for user_id in user_ids:
             pipe.hgetall(cache.keys.presence(user_id))
-    rows = await cache.pipeline(build)
+        if also is not None:
+            also(pipe)
+    rows = (await (cache.batched(build) if batched else cache.pipeline(build)))[:len(user_ids)]
     now_ms = int(time.time() * 1000)
     result = {}
     for user_id, row in zip(user_ids, rows, strict=True):

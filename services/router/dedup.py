@@ -9,6 +9,7 @@ MySQL away: Redis alone de-duplicates (the send is still acked). Both away: no d
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pymysql
@@ -20,7 +21,7 @@ from libs.errors import Unavailable
 
 from . import domain
 from .claims import Ask, DurableClaims
-from .storage import Storage
+from .storage import CachedClaim, Storage
 
 logger = log.get("router.dedup")
 IN_PROGRESS = "a send with this id is in progress; retry with the same id"
@@ -33,11 +34,15 @@ class Dedup:
         self.pending_s = pending_s
         self.ttl_s = ttl_s
 
-    async def claim(self, ask: Ask) -> dict[str, Any] | None:
+    async def claim(self, ask: Ask, cached: CachedClaim | None = None) -> dict[str, Any] | None:
         """None: the send is this caller's to make; else the original ack to answer.
 
+        ``cached``: the Redis claim already made (:meth:`Storage.members_and_claim`, one
+        round trip with the member lookup); None claims in Redis here.
         Raises Unavailable (5003) while another send of the same id is in progress."""
-        previous = await self._claim_cached(ask)
+        if cached is None:
+            cached = await self._claim_cached(ask)
+        previous = _answer_cached(ask, cached)
         if previous is not None:
             return previous
         try:
@@ -49,15 +54,12 @@ class Dedup:
             await self.remember(ask, previous)  # the cache had lost it
         return previous
 
-    async def _claim_cached(self, ask: Ask) -> dict[str, Any] | None:
+    async def _claim_cached(self, ask: Ask) -> CachedClaim:
         try:
             previous = await self.storage.claim_send(ask.sender_id, ask.client_msg_id, self.pending_s)
         except CacheUnavailable:
-            logger.warning("router.dedup_cache_unavailable", client_msg_id=ask.client_msg_id)
-            return None
-        if previous and previous.get("pending"):
-            raise Unavailable(IN_PROGRESS)
-        return previous
+            return CachedClaim(ours=False, previous=None, available=False)
+        return CachedClaim(ours=previous is None, previous=previous)
 
     async def _claim_durable(self, ask: Ask) -> dict[str, Any] | None:
         if self.claims is None:
@@ -87,9 +89,22 @@ class Dedup:
         if self.claims is not None:
             self.claims.record(ask, ack)
 
+    def remember_into(self, ask: Ask, ack: dict[str, Any]) -> Callable[[Any], None]:
+        """:meth:`remember` as a pipeline step (it rides the fan-out's presence lookup)."""
+        return self.storage.record_send_into(ask.sender_id, ask.client_msg_id, ack, self.ttl_s)
+
     async def remember(self, ask: Ask, ack: dict[str, Any]) -> None:
         """Cache the ack in Redis, best effort."""
         try:
             await self.storage.record_send(ask.sender_id, ask.client_msg_id, ack, self.ttl_s)
         except CacheUnavailable:
             logger.warning("router.dedup_not_cached", client_msg_id=ask.client_msg_id)
+
+
+def _answer_cached(ask: Ask, cached: CachedClaim) -> dict[str, Any] | None:
+    """The original ack the Redis claim found, if any; 5003 while that send is in progress."""
+    if not cached.available:
+        logger.warning("router.dedup_cache_unavailable", client_msg_id=ask.client_msg_id)
+    if cached.previous and cached.previous.get("pending"):
+        raise Unavailable(IN_PROGRESS)
+    return cached.previous

@@ -24,6 +24,7 @@ from libs.presence import group_targets
 
 logger = log.get("router.fanout")
 ALL_GATEWAYS = "im.gw.all.deliver"
+PipelineStep = Callable[[Any], None]  # queues Redis commands on a pipeline
 
 
 class Fanout:
@@ -59,21 +60,27 @@ class Fanout:
         finally:
             self.slots.release()
 
-    async def event(self, event: dict[str, Any], user_ids: list[str]) -> None:
-        await self._deliver("event", event, user_ids)
+    async def event(self, event: dict[str, Any], user_ids: list[str], *,
+                    also: PipelineStep | None = None) -> bool:
+        """Deliver ``event``; ``also`` is a Redis write sent with the presence lookup (one
+        round trip). False when Redis did not answer (``also`` is then not written)."""
+        return await self._deliver("event", event, user_ids, also)
 
     async def frame(self, frame: dict[str, Any], user_ids: list[str]) -> None:
         await self._deliver("frame", frame, user_ids)
 
-    async def _deliver(self, field: str, body: dict[str, Any], user_ids: list[str]) -> None:
-        if not user_ids:
-            return
+    async def _deliver(self, field: str, body: dict[str, Any], user_ids: list[str],
+                       also: PipelineStep | None = None) -> bool:
+        if not user_ids and also is None:
+            return True
         try:
-            presence = await self.storage.presence(user_ids, self.presence_ttl_s)
+            presence = await self.storage.presence(user_ids, self.presence_ttl_s, also=also)
         except CacheUnavailable:
-            payload = {"targets": [{"user_id": u} for u in user_ids], field: body}
-            await self.bus.publish(ALL_GATEWAYS, orjson.dumps(payload))
-            return
+            if user_ids:
+                payload = {"targets": [{"user_id": u} for u in user_ids], field: body}
+                await self.bus.publish(ALL_GATEWAYS, orjson.dumps(payload))
+            return False
         for gateway, targets in group_targets(presence).items():
             await self.bus.publish(f"im.gw.{gateway}.deliver",
                                    orjson.dumps({"targets": targets, field: body}))
+        return True

@@ -92,10 +92,19 @@ class Handlers:
     # ---- messages -----------------------------------------------------------------------
     async def send(self, payload: dict[str, Any]) -> dict[str, Any]:
         req = domain.send_request(payload, self.config.metadata_max_bytes)
-        members = await self._members_checked(req.chat_id, req.sender_id)
-        version = await self.types.validate(req.content_type, req.content_version, req.content)
         ask = Ask(req.sender_id, req.client_msg_id, req.chat_id, ids.new_id())
-        previous = await self.dedup.claim(ask)
+        # One Redis round trip for the member list and the id's claim; a send refused
+        # below frees the claim it made, so refusals behave as if it was never claimed.
+        members, cached = await self.storage.members_and_claim(
+            req.chat_id, req.sender_id, req.client_msg_id, self.dedup.pending_s)
+        try:
+            _check_member(members, req.sender_id)
+            version = await self.types.validate(req.content_type, req.content_version, req.content)
+        except BaseException:
+            if cached.ours:
+                await self.dedup.release_cached(ask)
+            raise
+        previous = await self.dedup.claim(ask, cached)
         if previous is not None:
             return previous
         try:
@@ -178,10 +187,7 @@ class Handlers:
 
     async def _members_checked(self, chat_id: str, user_id: str) -> list[tuple[str, str]]:
         members = await self.storage.members(chat_id)
-        if not members:
-            raise UnknownChat("unknown chat")
-        if not any(user == user_id for user, _ in members):
-            raise NotMember("not a member of this chat")
+        _check_member(members, user_id)
         return members
 
     async def _publish(self, event: dict[str, Any]) -> None:
@@ -228,5 +234,14 @@ class Handlers:
 
     async def _after_send(self, ask: Ask, ack: dict[str, Any], event: dict[str, Any],
                           members: list[tuple[str, str]]) -> None:
-        await self.dedup.remember(ask, ack)
-        await self.fanout.event(event, [user for user, _ in members])
+        # The ack's Redis record rides the presence lookup's round trip.
+        if not await self.fanout.event(event, [user for user, _ in members],
+                                       also=self.dedup.remember_into(ask, ack)):
+            logger.warning("router.dedup_not_cached", client_msg_id=ask.client_msg_id)
+
+
+def _check_member(members: list[tuple[str, str]], user_id: str) -> None:
+    if not members:
+        raise UnknownChat("unknown chat")
+    if not any(user == user_id for user, _ in members):
+        raise NotMember("not a member of this chat")

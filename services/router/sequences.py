@@ -29,6 +29,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import redis.exceptions
 import trio
 
 from libs import log
@@ -139,7 +140,7 @@ class Sequencer:
             resynced = await self._resync(chat_id, key, only_stale=True)
             if resynced is not None:
                 return resynced
-        seq = await self.cache.run(lambda r: self._incr(keys=[key], client=r))
+        seq = await self._incr_existing(key)
         if seq is None:
             return await self._resume(chat_id, key)
         if int(seq) <= self._mysql_high.get(chat_id, 0):
@@ -148,6 +149,15 @@ class Sequencer:
             assert resynced is not None  # only_stale=False always resyncs
             return resynced
         return int(seq)
+
+    async def _incr_existing(self, key: str) -> Any:
+        """INCR the counter if it exists (else None), sharing a round trip with concurrent
+        sends; by its hash (no per-batch SCRIPT EXISTS), loaded on NOSCRIPT."""
+        try:
+            (seq,) = await self.cache.batched(lambda pipe: pipe.evalsha(self._incr.sha, 1, key))
+        except redis.exceptions.NoScriptError:
+            seq = await self.cache.run(lambda r: self._incr(keys=[key], client=r))
+        return seq
 
     async def _resume(self, chat_id: str, key: str) -> int:
         """Redis lost the counter: continue above every number that could have been issued

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pymysql
+import trio
 
 from libs import log, presence
 from libs.cache import Cache, CacheUnavailable
@@ -64,11 +67,16 @@ class Storage:
         """(user, role) of every member: Redis hash first, MySQL on a miss or outage."""
         key = self.keys.members(chat_id)
         try:
-            cached = await self.cache.run(lambda r: r.hgetall(key))
+            (cached,) = await self.cache.batched(lambda pipe: pipe.hgetall(key))  # reads, edits: hot too
             if cached:
                 return [(_text(u), _text(r)) for u, r in cached.items()]
         except CacheUnavailable:
             return await self._members_from_db(chat_id)
+        return await self._load_members(chat_id)
+
+    async def _load_members(self, chat_id: str) -> list[tuple[str, str]]:
+        """A member-cache miss: MySQL's list, cached again (best effort)."""
+        key = self.keys.members(chat_id)
         members = await self._members_from_db(chat_id)
         if members:
             def fill(pipe: Any) -> None:
@@ -77,6 +85,32 @@ class Storage:
             with contextlib.suppress(CacheUnavailable):
                 await self.cache.pipeline(fill)
         return members
+
+    async def members_and_claim(self, chat_id: str, sender_id: str, client_msg_id: str,
+                                pending_s: int) -> tuple[list[tuple[str, str]], CachedClaim]:
+        """A send's two first Redis reads in one round trip: the chat's members (as
+        :meth:`members`) and the claim of (sender, client id) (as :meth:`claim_send`)."""
+        key, dedup_key = self.keys.members(chat_id), self.keys.dedup(sender_id, client_msg_id)
+
+        def build(pipe: Any) -> None:
+            pipe.hgetall(key)
+            pipe.set(dedup_key, b"pending", nx=True, ex=pending_s)
+            pipe.get(dedup_key)
+        try:
+            cached, ours, value = await self.cache.batched(build)
+        except CacheUnavailable:
+            return await self._members_from_db(chat_id), CachedClaim(ours=False, previous=None,
+                                                                    available=False)
+        claim = CachedClaim.read(bool(ours), value)
+        if cached:
+            return [(_text(u), _text(r)) for u, r in cached.items()], claim
+        try:
+            return await self._load_members(chat_id), claim
+        except BaseException:
+            if claim.ours:  # MySQL failed us: the id stays free for a retry
+                with trio.CancelScope(shield=True), contextlib.suppress(CacheUnavailable):
+                    await self.release_send(sender_id, client_msg_id)
+            raise
 
     async def _members_from_db(self, chat_id: str) -> list[tuple[str, str]]:
         rows = await self.db.fetchall(
@@ -183,9 +217,7 @@ class Storage:
                 return None
             return r.get(key)
         previous = await self.cache.run(run)
-        if previous is None:
-            return None
-        return {"pending": True} if previous == b"pending" else orjson.loads(previous)
+        return CachedClaim.read(previous is None, previous).previous
 
     async def record_send(self, sender_id: str, client_msg_id: str, ack: dict[str, Any], ttl_s: int) -> None:
         key = self.keys.dedup(sender_id, client_msg_id)
@@ -194,9 +226,34 @@ class Storage:
     async def release_send(self, sender_id: str, client_msg_id: str) -> None:
         await self.cache.run(lambda r: r.delete(self.keys.dedup(sender_id, client_msg_id)))
 
+    def record_send_into(self, sender_id: str, client_msg_id: str, ack: dict[str, Any],
+                         ttl_s: int) -> Callable[[Any], None]:
+        """:meth:`record_send` as a pipeline step, to ride another round trip (the fan-out's)."""
+        key, value = self.keys.dedup(sender_id, client_msg_id), orjson.dumps(ack)
+        return lambda pipe: pipe.set(key, value, ex=ttl_s)
+
     # ---- presence (read-only; the gateway writes it) --------------------------------------
-    async def presence(self, user_ids: list[str], ttl_s: float) -> dict[str, dict[str, str]]:
-        return await presence.online_devices(self.cache, user_ids, ttl_s)
+    async def presence(self, user_ids: list[str], ttl_s: float, *,
+                       also: Callable[[Any], None] | None = None) -> dict[str, dict[str, str]]:
+        """Online devices of ``user_ids``; ``also`` adds writes to the same round trip."""
+        return await presence.online_devices(self.cache, user_ids, ttl_s, also=also, batched=True)
+
+
+@dataclass(frozen=True)
+class CachedClaim:
+    """What claiming (sender, client id) in Redis found: ``ours`` (the send goes on), else
+    ``previous`` (``{"pending": True}`` or the original ack); ``available`` False: Redis
+    did not answer, nothing was claimed."""
+
+    ours: bool
+    previous: dict[str, Any] | None
+    available: bool = True
+
+    @classmethod
+    def read(cls, ours: bool, value: bytes | None) -> CachedClaim:
+        if ours or value is None:  # None: the entry expired between SET and GET; go on
+            return cls(ours=ours, previous=None)
+        return cls(ours=False, previous={"pending": True} if value == b"pending" else orjson.loads(value))
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

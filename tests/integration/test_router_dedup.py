@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import orjson
 import pymysql
 import pytest
 import trio
@@ -21,7 +22,7 @@ from libs import ids, rpc
 from libs.bus import Bus
 from libs.config import MySQLConfig
 from libs.db import Database
-from libs.errors import UNAVAILABLE, NatterjackError
+from libs.errors import FORBIDDEN, SCHEMA_FAILED, UNAVAILABLE, UNKNOWN_CHAT, NatterjackError
 from libs.lifecycle import Runtime
 from libs.migrate import migrate
 from services.router import app
@@ -216,3 +217,44 @@ async def test_concurrent_claims_are_group_committed(mysql_config: MySQLConfig) 
     for client_msg_id, (verdict, _) in verdicts:
         by_id.setdefault(client_msg_id, []).append(verdict)
     assert all(sorted(v) == ["in_progress", "ours"] for v in by_id.values()), by_id
+
+
+async def _send_as(bus: Bus, chat_id: str, sender: str, client_msg_id: str, content: Any) -> dict[str, Any]:
+    return dict(await rpc.call(bus, "im.router.send", {
+        "sender_id": sender, "sender_device_id": "d1", "client_msg_id": client_msg_id,
+        "chat_id": chat_id, "content": content}, timeout=15))
+
+
+async def test_a_refused_send_leaves_its_id_free(router: Runtime) -> None:
+    """The member check, schema check and Redis claim share one round trip: a send refused
+    after it claimed its id frees the id, so a corrected resend goes on (no 5003)."""
+    chat_id, client_msg_id = await _chat(router.bus), secrets.token_hex(8)
+    with pytest.raises(NatterjackError) as refused:
+        await _send_as(router.bus, chat_id, "alice", client_msg_id, {"not": "text"})
+    assert refused.value.code == SCHEMA_FAILED
+    with pytest.raises(NatterjackError) as outsider:
+        await _send_as(router.bus, chat_id, "mallory", client_msg_id, "hello")
+    assert outsider.value.code == FORBIDDEN
+    with pytest.raises(NatterjackError) as unknown:
+        await _send_as(router.bus, ids.new_id(), "alice", client_msg_id, "hello")
+    assert unknown.value.code == UNKNOWN_CHAT
+    ack = await _send_as(router.bus, chat_id, "alice", client_msg_id, "hello")
+    assert await _send_as(router.bus, chat_id, "alice", client_msg_id, "hello") == ack
+
+
+async def test_the_ack_is_cached_in_redis_with_the_fanout_lookup(router: Runtime) -> None:
+    """The ack's Redis record rides the fan-out's presence pipeline: it is there shortly
+    after the answer, and a resend is answered from it."""
+    cache = router.cache
+    assert cache is not None
+    chat_id, client_msg_id = await _chat(router.bus), secrets.token_hex(8)
+    ack = await _send(router.bus, chat_id, client_msg_id)
+    key = cache.keys.dedup("alice", client_msg_id)
+    with trio.fail_after(5):
+        while True:
+            cached = await cache.run(lambda r: r.get(key))
+            if cached not in (None, b"pending"):
+                break
+            await trio.sleep(0.05)
+    assert orjson.loads(cached) == ack
+    assert await _send(router.bus, chat_id, client_msg_id) == ack

@@ -100,3 +100,26 @@ async def test_numbers_stay_unique_and_dense_while_redis_flaps(mysql_config: MyS
     holes = run.holes()
     assert not holes, f"{len(holes)} numbers neither handed out nor voided: {holes[:20]} " \
                       f"(gaps {run.gaps})"
+
+
+async def test_the_counter_script_is_reloaded_after_redis_forgot_it(mysql_config: MySQLConfig) -> None:
+    """The fast path INCRs by the script's hash inside shared pipelines; a Redis that lost
+    its scripts (SCRIPT FLUSH, a restart) answers NOSCRIPT and the number comes anyway."""
+    await trio.to_thread.run_sync(migrate, mysql_config, "router", MIGRATIONS)
+    chat_id = secrets.token_hex(13).upper()
+    conn = pymysql.connect(host=mysql_config.host, port=mysql_config.port, user=mysql_config.user,
+                           password=mysql_config.password, database=mysql_config.database,
+                           autocommit=True)
+    with conn.cursor() as cursor:
+        cursor.execute("INSERT INTO router_conversations (chat_id, type, created_by, created_ts,"
+                       " seq_hwm) VALUES (%s, 'group', 'u', 0, 1)", (chat_id,))
+    conn.close()
+    with RedisServer() as redis:
+        cache = Cache(redis.url, f"seqscript:{secrets.token_hex(3)}:")
+        seq = Sequencer(Database(mysql_config), cache, BLOCK)
+        await seq.chat_created(chat_id)
+        got = [await seq.next(chat_id) for _ in range(3)]
+        await cache.run(lambda r: r.script_flush())
+        got += [await seq.next(chat_id) for _ in range(3)]
+        cache.close()
+    assert got == [2, 3, 4, 5, 6, 7]
