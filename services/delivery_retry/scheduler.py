@@ -4,7 +4,9 @@ behind, and fails deliveries after the last attempt (rules: :mod:`.retries`).
 JetStream's consumer backoff redelivers one stream message to one consumer; it cannot
 say "device D of user U has not acked chat C". So the schedule is ours, in MySQL (durable
 across restarts, shared by replicas): a ``dlv_checks`` row per chat with fresh events
-and a ``dlv_retries`` row per (device, chat) that stays behind. One task scans both.
+and a ``dlv_retries`` row per (device, chat) that stays behind. One task scans both, in
+rounds of one claim transaction (:mod:`.claims`), resting until the next due row
+(:mod:`.pause`).
 """
 
 from __future__ import annotations
