@@ -16,6 +16,9 @@ from typing import Any
 CHECK_COLUMNS = "chat_id, check_seq"
 RETRY_COLUMNS = "user_id, device_id, chat_id, gateway_id, target_seq, attempts"
 NOT_OWN = "NOT (sender_id <=> %s AND sender_device_id <=> %s)"
+CURSOR = "SELECT acked_seq FROM dlv_cursors WHERE user_id = %s AND device_id = %s AND chat_id = %s"
+NEEDED = ("SELECT MAX(seq) AS needed FROM dlv_events WHERE chat_id = %s AND seq > %s "
+          f"AND seq <= %s AND {NOT_OWN}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +109,18 @@ def _looks(cur: Any, checks: list[Check]) -> list[Look]:
 def _attempts(cur: Any, retries: list[Retry]) -> list[Attempt]:
     out = []
     for retry in retries:  # rare (devices that did not ack in time): a query each is fine
-        cur.execute("SELECT acked_seq FROM dlv_cursors WHERE user_id = %s AND device_id = %s "
-                    "AND chat_id = %s", retry.key)
+        cur.execute(CURSOR, retry.key)
         row = cur.fetchone()
         cursor = int(row["acked_seq"]) if row else 0
-        cur.execute(f"SELECT MAX(seq) AS needed FROM dlv_events WHERE chat_id = %s AND seq > %s "
-                    f"AND seq <= %s AND {NOT_OWN}",
-                    (retry.chat_id, cursor, retry.target_seq, retry.user_id, retry.device_id))
-        row = cur.fetchone()
-        out.append(Attempt(retry, cursor, int(row["needed"]) if row and row["needed"] is not None
-                           else 0))
+        out.append(Attempt(retry, cursor, needed_up_to(cur, retry, cursor)))
     return out
+
+
+def needed_up_to(cur: Any, retry: Retry, cursor: int) -> int:
+    """The highest seq in (cursor, target] the device did not send itself (0: none)."""
+    cur.execute(NEEDED, (retry.chat_id, cursor, retry.target_seq, retry.user_id, retry.device_id))
+    row = cur.fetchone()
+    return int(row["needed"]) if row and row["needed"] is not None else 0
 
 
 def _next_due(cur: Any) -> int | None:

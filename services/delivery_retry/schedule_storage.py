@@ -14,7 +14,7 @@ from typing import Any
 from libs.db import Database
 
 from . import claims
-from .claims import NOT_OWN, Check, Due, Retry
+from .claims import Check, Due, Retry
 from .retries import EventRef
 
 __all__ = ["Check", "DeliveryFacts", "Due", "Retry", "ScheduleStorage"]
@@ -63,16 +63,6 @@ class ScheduleStorage:
             lambda cur: claims.claim_due(cur, now_ms, lease_ms, limit))
 
     # ---- checks ------------------------------------------------------------------------
-    async def chat_members(self, chat_id: str) -> list[str]:
-        rows = await self.db.fetchall(
-            "SELECT user_id FROM dlv_members WHERE chat_id = %s AND active = 1", (chat_id,))
-        return [r["user_id"] for r in rows]
-
-    async def chat_cursors(self, chat_id: str) -> dict[tuple[str, str], int]:
-        rows = await self.db.fetchall(
-            "SELECT user_id, device_id, acked_seq FROM dlv_cursors WHERE chat_id = %s", (chat_id,))
-        return {(r["user_id"], r["device_id"]): int(r["acked_seq"]) for r in rows}
-
     async def finish_check(self, check: Check, retries: Sequence[tuple[str, str, str, int]],
                            now_ms: int, next_delay_ms: int) -> None:
         await self.finish_checks([(check, retries)], now_ms, next_delay_ms)
@@ -98,19 +88,8 @@ class ScheduleStorage:
         await self.db.transaction(run)
 
     # ---- retries -----------------------------------------------------------------------
-    async def cursor(self, user_id: str, device_id: str, chat_id: str) -> int:
-        row = await self.db.fetchone(
-            "SELECT acked_seq FROM dlv_cursors WHERE user_id = %s AND device_id = %s AND chat_id = %s",
-            (user_id, device_id, chat_id))
-        return int(row["acked_seq"]) if row else 0
-
     async def needed_up_to(self, retry: Retry, cursor: int) -> int:
-        """The highest seq in (cursor, target] the device did not send itself (0: none)."""
-        row = await self.db.fetchone(
-            f"SELECT MAX(seq) AS needed FROM dlv_events WHERE chat_id = %s AND seq > %s "
-            f"AND seq <= %s AND {NOT_OWN}",
-            (retry.chat_id, cursor, retry.target_seq, retry.user_id, retry.device_id))
-        return int(row["needed"]) if row and row["needed"] is not None else 0
+        return await self.db.transaction(lambda cur: claims.needed_up_to(cur, retry, cursor))
 
     async def messages_between(self, chat_id: str, after: int, up_to: int, limit: int
                                ) -> list[EventRef]:

@@ -129,7 +129,10 @@ class Scheduler:
             members = {u: online[u] for u in look.members if u in online}
             behind = retries.behind_devices(members, look.cursors, check.check_seq)
             done.append((check, [(u, d, gw, check.check_seq) for u, d, gw, _ in behind]))
-        await self.store.finish_checks(done, ids.now_ms(), self.schedule.delay_ms(1))
+        try:
+            await self.store.finish_checks(done, ids.now_ms(), self.schedule.delay_ms(1))
+        except NatterjackError as exc:  # the lease makes them due again; retries go on
+            logger.warning("dlv.schedule_step_failed", looks=len(done), error=exc.message)
 
     # ---- a device's retry ----------------------------------------------------------------
     async def attempt_all(self, attempts: list[Attempt]) -> None:
