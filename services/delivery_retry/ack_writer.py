@@ -21,16 +21,24 @@ from libs.errors import INTERNAL, NatterjackError, Unavailable
 
 from .domain import Ack, AckOutcome
 from .errors import DeliveryError, Draining
-from .retries import Advance
+from .retries import Advance, EventRef
 
 logger = log.get("delivery_retry.acks")
 ACK_BATCH = Histogram("nj_dlv_ack_batch_size", "Acks written per transaction",
                       buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000))
 
 
+@dataclass(frozen=True)
+class AckBatch:
+    """One write's outcomes (one per ack, in order) and the messages, by chat, in the
+    ranges its moved cursors covered (the receipts to send)."""
+
+    outcomes: list[AckOutcome | DeliveryError]
+    covered: dict[str, list[EventRef]] = field(default_factory=dict)
+
+
 class AckStore(Protocol):
-    async def write_acks(self, acks: Sequence[Ack], now_ms: int
-                         ) -> list[AckOutcome | DeliveryError]: ...
+    async def write_ack_batch(self, acks: Sequence[Ack], now_ms: int) -> AckBatch: ...
 
 
 @dataclass(eq=False)
@@ -50,8 +58,9 @@ class AckWriter:
         self.max_batch = max_batch
         self._send, self._receive = trio.open_memory_channel[PendingAck](queue_size)
         self._finished = trio.Event()
-        # Told of the cursors each commit moved (receipts to senders); must not block.
-        self.on_advanced: Callable[[list[Advance]], None] | None = None
+        # Told of the cursors each commit moved and the messages they covered (receipts to
+        # senders); must not block.
+        self.on_advanced: Callable[[list[Advance], dict[str, list[EventRef]]], None] | None = None
 
     async def submit(self, acks: Sequence[Ack]) -> list[AckOutcome | NatterjackError]:
         """Queue ``acks`` and wait until they are committed (or refused); outcomes in order."""
@@ -92,8 +101,10 @@ class AckWriter:
     async def _flush(self, batch: list[PendingAck]) -> None:
         ACK_BATCH.observe(len(batch))
         outcomes: Sequence[AckOutcome | NatterjackError]
+        covered: dict[str, list[EventRef]] = {}
         try:
-            outcomes = await self.store.write_acks([p.ack for p in batch], ids.now_ms())
+            written = await self.store.write_ack_batch([p.ack for p in batch], ids.now_ms())
+            outcomes, covered = written.outcomes, written.covered
         except Unavailable as exc:
             outcomes = [exc] * len(batch)
         except Exception:
@@ -105,7 +116,7 @@ class AckWriter:
         if self.on_advanced is not None:
             moved = _advances(batch, outcomes)
             if moved:
-                self.on_advanced(moved)
+                self.on_advanced(moved, covered)
 
     async def close(self) -> None:
         """Stop taking acks, then wait until every queued one is written and answered."""

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import trio
 
-from libs import log, migrate, rpc, streams
+from libs import ids, log, migrate, rpc, streams
 from libs.lifecycle import Runtime, run_service
 
 from .ack_writer import AckWriter
 from .config import SERVICE, Config
+from .domain import StreamEvent
 from .handlers import QUEUE, Handlers
 from .notices import OfflinePushes, Receipts
 from .outbox import Outbox
@@ -40,7 +41,8 @@ async def main(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.T
 
 def _schedule(config: Config) -> Schedule:
     return Schedule(config.backoff_s, config.max_attempts, config.scan_interval_ms / 1000,
-                    config.max_resend, request_timeout=config.common.request_timeout,
+                    idle_scan_s=max(config.idle_scan_ms, config.scan_interval_ms) / 1000,
+                    max_resend=config.max_resend, request_timeout=config.common.request_timeout,
                     lease_s=config.lease_s,
                     # Half the MySQL pool at most: acks and the projection need the rest.
                     concurrency=max(1, config.common.mysql.pool_size // 2))
@@ -63,12 +65,16 @@ async def _start(config: Config, runtime: Runtime, nursery: trio.Nursery
     pusher = Pusher(runtime.bus, runtime.cache, config.push)
     if pusher.webhook is not None:  # optional: pushes still go out on NATS without it
         runtime.health.add("push_webhook", pusher.webhook.health, required=False)
-    receipts, pushes = Receipts(plans, outbox), OfflinePushes(plans, outbox, pusher.notify)
-    projector = Projector(runtime.bus, storage)
-    projector.on_stored = pushes.stored
-    acks = AckWriter(storage, window_s=config.ack_batch_ms / 1000)
-    acks.on_advanced = receipts.queue.put
+    receipts, pushes = Receipts(outbox), OfflinePushes(outbox, pusher.notify)
     scheduler = Scheduler(plans, outbox, runtime.bus, schedule)
+
+    def stored(events: list[StreamEvent], members: dict[str, list[str]]) -> None:
+        pushes.stored(events, members)
+        scheduler.due_by(ids.now_ms() + storage.check_delay_ms)  # the batch's looks
+    projector = Projector(runtime.bus, storage)
+    projector.on_stored = stored
+    acks = AckWriter(storage, window_s=config.ack_batch_ms / 1000)
+    acks.on_advanced = receipts.advanced
     for task in (pusher.run, receipts.queue.run, pushes.queue.run, projector.run, acks.run,
                  scheduler.run):
         await nursery.start(task)

@@ -72,7 +72,9 @@ class Config:
     push: PushSettings
     """Push events for offline recipients (NJ_DLV_PUSH_*)."""
     scan_interval_ms: float = 100.0
-    """How often the scheduler looks for due checks and retries when idle (NJ_DLV_SCAN_INTERVAL_MS)."""
+    """The shortest pause between two scheduler scans that found nothing due (NJ_DLV_SCAN_INTERVAL_MS)."""
+    idle_scan_ms: float = 2000.0
+    """The longest pause: how late rows a dead replica left behind are found (NJ_DLV_IDLE_SCAN_MS)."""
     max_resend: int = 500
     """Events per redelivery at most; the rest follows once the device acks (NJ_DLV_MAX_RESEND)."""
     lease_s: float = 30.0
@@ -89,6 +91,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         max_attempts=env.int("NJ_DLV_MAX_ATTEMPTS", 5, min=1, max=100),
         push=PushSettings.read(env),
         scan_interval_ms=env.float("NJ_DLV_SCAN_INTERVAL_MS", 100.0, min=1, max=60_000),
+        idle_scan_ms=env.float("NJ_DLV_IDLE_SCAN_MS", 2000.0, min=1, max=600_000),
         max_resend=env.int("NJ_DLV_MAX_RESEND", 500, min=1, max=10_000),
         lease_s=env.float("NJ_DLV_LEASE_S", 30.0, min=0.5, max=3600),
     )

@@ -24,8 +24,7 @@ from libs.cache import CacheUnavailable
 from . import retries
 from .domain import StreamEvent
 from .outbox import Outbox
-from .retries import Advance
-from .schedule_storage import ScheduleStorage
+from .retries import Advance, EventRef
 
 logger = log.get("delivery_retry.notices")
 DROPPED = Counter("nj_dlv_notices_dropped_total", "Receipts/pushes dropped: queue full", ["kind"])
@@ -74,48 +73,44 @@ class NoticeQueue(Generic[T]):
 
 
 class Receipts:
-    def __init__(self, store: ScheduleStorage, outbox: Outbox):
-        self.store = store
-        self.outbox = outbox
-        self.queue = NoticeQueue[Advance]("receipt", self.send)
+    """Receipt frames for the cursors each ack write moved; the messages they covered come
+    with them (read in the ack's transaction), so sending needs presence and the bus only."""
 
-    async def send(self, advances: list[Advance]) -> None:
-        by_chat: dict[str, list[Advance]] = {}
-        for adv in advances:
-            by_chat.setdefault(adv.chat_id, []).append(adv)
-        for chat_id, moved in by_chat.items():
-            low, high = min(a.before for a in moved), max(a.after for a in moved)
-            messages = await self.store.messages_between(chat_id, low, high, 5000)
-            await self.outbox.frames_to_users(retries.receipts(moved, {chat_id: messages}))
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+        self.queue = NoticeQueue[tuple[str, dict[str, Any]]]("receipt", self.send)
+
+    def advanced(self, moved: list[Advance], covered: dict[str, list[EventRef]]) -> None:
+        self.queue.put(retries.receipts(moved, covered))
+
+    async def send(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
+        await self.outbox.frames_to_users(frames)
 
 
 class OfflinePushes:
     """Which members of each new message's chat have no online device."""
 
-    def __init__(self, store: ScheduleStorage, outbox: Outbox,
-                 notify: Callable[[str, dict[str, Any]], None]):
-        self.store = store
+    def __init__(self, outbox: Outbox, notify: Callable[[str, dict[str, Any]], None]):
         self.outbox = outbox
         self.notify = notify
-        self.queue = NoticeQueue[StreamEvent]("push", self.plan)
+        self.queue = NoticeQueue[tuple[StreamEvent, list[str]]]("push", self.plan)
 
-    def stored(self, events: list[StreamEvent]) -> None:
+    def stored(self, events: list[StreamEvent], members: dict[str, list[str]]) -> None:
+        """A committed batch and the active members of its chats with messages."""
         # A replayed backlog (a fresh consumer, a long outage) is old news: no pushes for it.
         fresh_after = ids.now_ms() - PUSH_MAX_AGE_MS
-        self.queue.put([e for e in events
+        self.queue.put([(e, members.get(e.chat_id, [])) for e in events
                         if e.kind == "message" and e.body is not None and e.ts >= fresh_after])
 
-    async def plan(self, messages: list[StreamEvent]) -> None:
-        members = {chat_id: await self.store.chat_members(chat_id)
-                   for chat_id in sorted({m.chat_id for m in messages})}
-        everyone = sorted({u for users in members.values() for u in users})
+    async def plan(self, messages: list[tuple[StreamEvent, list[str]]]) -> None:
+        everyone = sorted({u for _, users in messages for u in users})
         try:
             online = await self.outbox.online(everyone)
         except CacheUnavailable:
             logger.warning("dlv.push_skipped_no_presence", messages=len(messages))
             return
-        for message in messages:
+        for message, users in messages:
             assert message.body is not None
-            for user_id in members[message.chat_id]:
+            for user_id in users:
                 if user_id not in online and user_id != message.sender_id:
                     self.notify(user_id, message.body)

@@ -29,7 +29,7 @@ EVENTS = Counter("nj_dlv_events_total", "Stream events handled by delivery-retry
 
 class ProjectionStore(Protocol):
     async def apply_projection(self, projection: Projection, now_ms: int,
-                               events: Sequence[StreamEvent] = ()) -> None: ...
+                               events: Sequence[StreamEvent] = ()) -> dict[str, list[str]]: ...
 
 
 class Projector:
@@ -46,8 +46,9 @@ class Projector:
         self._draining = False
         self._receive_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
-        # Told of every committed batch (push events for offline members); must not block.
-        self.on_stored: Callable[[list[StreamEvent]], None] | None = None
+        # Told of every committed batch and the active members of its chats with messages
+        # (push events for offline members, the scheduler's next look); must not block.
+        self.on_stored: Callable[[list[StreamEvent], dict[str, list[str]]], None] | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -74,13 +75,14 @@ class Projector:
     async def handle_batch(self, msgs: list[JsMessage]) -> None:
         events, readable = self._read(msgs)
         projection = domain.project(events)
+        members: dict[str, list[str]] = {}
         if projection:
-            await self._store_until_done(projection, events, readable)
+            members = await self._store_until_done(projection, events, readable)
         for msg in readable:
             msg.ack()
         EVENTS.labels("projected").inc(len(readable))
         if self.on_stored is not None and events:
-            self.on_stored(events)
+            self.on_stored(events, members)
 
     def _read(self, msgs: list[JsMessage]) -> tuple[list[StreamEvent], list[JsMessage]]:
         """Parse the batch; unreadable messages are terminated (redelivery cannot fix them)."""
@@ -98,12 +100,11 @@ class Projector:
         return events, readable
 
     async def _store_until_done(self, projection: Projection, events: list[StreamEvent],
-                                msgs: list[JsMessage]) -> None:
+                                msgs: list[JsMessage]) -> dict[str, list[str]]:
         delay = self.backoff_s
         while True:
             try:
-                await self.store.apply_projection(projection, ids.now_ms(), events)
-                return
+                return await self.store.apply_projection(projection, ids.now_ms(), events)
             except Exception as exc:  # MySQL down or refusing: wait it out, keep the batch
                 logger.warning("dlv.projection_retry", error=repr(exc), retry_in=delay,
                                events=len(msgs))

@@ -13,7 +13,11 @@ from typing import Any
 
 from libs.db import Database
 
+from . import claims
+from .claims import Check, Due, Retry
 from .retries import EventRef
+
+__all__ = ["Check", "DeliveryFacts", "Due", "Retry", "ScheduleStorage"]
 
 EVENT_COLUMNS = "seq, kind, message_id, sender_id, sender_device_id, ts"
 UPSERT_RETRY = (
@@ -24,30 +28,9 @@ INSERT_FAILURE = (
     "INSERT INTO dlv_failures (chat_id, seq, user_id, device_id, attempts, failed_ts) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE attempts = VALUES(attempts), "
     "failed_ts = VALUES(failed_ts)")
-NOT_OWN = "NOT (sender_id <=> %s AND sender_device_id <=> %s)"
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    chat_id: str
-    check_seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    user_id: str
-    device_id: str
-    chat_id: str
-    gateway_id: str
-    target_seq: int
-    attempts: int
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.user_id, self.device_id, self.chat_id)
-
-
-def _event(row: dict[str, Any]) -> EventRef:
+def event_ref(row: dict[str, Any]) -> EventRef:
     return EventRef(int(row["seq"]), row["kind"], row["message_id"], row["sender_id"],
                     row["sender_device_id"], int(row["ts"]))
 
@@ -71,63 +54,49 @@ class ScheduleStorage:
 
     async def _claim(self, table: str, columns: str, due: str, key: tuple[str, ...],
                      now_ms: int, lease_ms: int, limit: int) -> list[dict[str, Any]]:
-        def run(cur: Any) -> list[dict[str, Any]]:
-            cur.execute(f"SELECT {columns} FROM {table} WHERE {due} <= %s ORDER BY {due} "
-                        f"LIMIT %s FOR UPDATE SKIP LOCKED", (now_ms, limit))
-            rows = list(cur.fetchall())
-            where = " AND ".join(f"{k} = %s" for k in key)
-            cur.executemany(f"UPDATE {table} SET {due} = %s WHERE {where}",
-                            [(now_ms + lease_ms, *(r[k] for k in key)) for r in rows])
-            return rows
-        return await self.db.transaction(run)
+        return await self.db.transaction(
+            lambda cur: claims.claim(cur, table, columns, due, key, now_ms, lease_ms, limit))
+
+    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> Due:
+        """Due looks and retries with what working them needs, in one transaction."""
+        return await self.db.transaction(
+            lambda cur: claims.claim_due(cur, now_ms, lease_ms, limit))
 
     # ---- checks ------------------------------------------------------------------------
-    async def chat_members(self, chat_id: str) -> list[str]:
-        rows = await self.db.fetchall(
-            "SELECT user_id FROM dlv_members WHERE chat_id = %s AND active = 1", (chat_id,))
-        return [r["user_id"] for r in rows]
-
-    async def chat_cursors(self, chat_id: str) -> dict[tuple[str, str], int]:
-        rows = await self.db.fetchall(
-            "SELECT user_id, device_id, acked_seq FROM dlv_cursors WHERE chat_id = %s", (chat_id,))
-        return {(r["user_id"], r["device_id"]): int(r["acked_seq"]) for r in rows}
-
     async def finish_check(self, check: Check, retries: Sequence[tuple[str, str, str, int]],
                            now_ms: int, next_delay_ms: int) -> None:
-        """Start (or extend) the devices' schedules and move the chat's look to the newest
-        seq seen meanwhile, or drop it when there is none."""
+        await self.finish_checks([(check, retries)], now_ms, next_delay_ms)
+
+    async def finish_checks(self, done: Sequence[tuple[Check, Sequence[tuple[str, str, str, int]]]],
+                            now_ms: int, next_delay_ms: int) -> None:
+        """Start (or extend) the devices' schedules and move each chat's look to the newest
+        seq seen meanwhile, or drop it when there is none; all in one transaction, rows in
+        key order (concurrent transactions lock them in the same order)."""
+        rows = sorted((u, d, check.chat_id, gw, target, now_ms)
+                      for check, retries in done for u, d, gw, target in retries)
+        looked = sorted(((c.chat_id, c.check_seq) for c, _ in done))
+
         def run(cur: Any) -> None:
-            if retries:
-                cur.executemany(UPSERT_RETRY, [(u, d, check.chat_id, gw, target, now_ms)
-                                               for u, d, gw, target in sorted(retries)])
-            cur.execute("UPDATE dlv_checks SET check_seq = next_seq, due_ts = %s "
-                        "WHERE chat_id = %s AND next_seq > %s",
-                        (now_ms + next_delay_ms, check.chat_id, check.check_seq))
-            cur.execute("DELETE FROM dlv_checks WHERE chat_id = %s AND next_seq <= %s",
-                        (check.chat_id, check.check_seq))
+            if rows:
+                cur.executemany(UPSERT_RETRY, rows)
+            for chat_id, seq in looked:
+                cur.execute("UPDATE dlv_checks SET check_seq = next_seq, due_ts = %s "
+                            "WHERE chat_id = %s AND next_seq > %s",
+                            (now_ms + next_delay_ms, chat_id, seq))
+                cur.execute("DELETE FROM dlv_checks WHERE chat_id = %s AND next_seq <= %s",
+                            (chat_id, seq))
         await self.db.transaction(run)
 
     # ---- retries -----------------------------------------------------------------------
-    async def cursor(self, user_id: str, device_id: str, chat_id: str) -> int:
-        row = await self.db.fetchone(
-            "SELECT acked_seq FROM dlv_cursors WHERE user_id = %s AND device_id = %s AND chat_id = %s",
-            (user_id, device_id, chat_id))
-        return int(row["acked_seq"]) if row else 0
-
     async def needed_up_to(self, retry: Retry, cursor: int) -> int:
-        """The highest seq in (cursor, target] the device did not send itself (0: none)."""
-        row = await self.db.fetchone(
-            f"SELECT MAX(seq) AS needed FROM dlv_events WHERE chat_id = %s AND seq > %s "
-            f"AND seq <= %s AND {NOT_OWN}",
-            (retry.chat_id, cursor, retry.target_seq, retry.user_id, retry.device_id))
-        return int(row["needed"]) if row and row["needed"] is not None else 0
+        return await self.db.transaction(lambda cur: claims.needed_up_to(cur, retry, cursor))
 
     async def messages_between(self, chat_id: str, after: int, up_to: int, limit: int
                                ) -> list[EventRef]:
         rows = await self.db.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM dlv_events WHERE chat_id = %s AND kind = 'message' "
             f"AND seq > %s AND seq <= %s ORDER BY seq LIMIT %s", (chat_id, after, up_to, limit))
-        return [_event(r) for r in rows]
+        return [event_ref(r) for r in rows]
 
     async def end_retry(self, retry: Retry, due_ms: int) -> None:
         """Drop the schedule; if newer events extended its target meanwhile, start it over
@@ -168,7 +137,7 @@ class ScheduleStorage:
     async def message(self, message_id: str) -> tuple[str, EventRef] | None:
         row = await self.db.fetchone(
             f"SELECT chat_id, {EVENT_COLUMNS} FROM dlv_events WHERE message_id = %s", (message_id,))
-        return (row["chat_id"], _event(row)) if row else None
+        return (row["chat_id"], event_ref(row)) if row else None
 
     async def is_member(self, chat_id: str, user_id: str) -> bool:
         row = await self.db.fetchone("SELECT active FROM dlv_members WHERE chat_id = %s AND user_id = %s",

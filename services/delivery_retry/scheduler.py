@@ -4,7 +4,9 @@ behind, and fails deliveries after the last attempt (rules: :mod:`.retries`).
 JetStream's consumer backoff redelivers one stream message to one consumer; it cannot
 say "device D of user U has not acked chat C". So the schedule is ours, in MySQL (durable
 across restarts, shared by replicas): a ``dlv_checks`` row per chat with fresh events
-and a ``dlv_retries`` row per (device, chat) that stays behind. One task scans both.
+and a ``dlv_retries`` row per (device, chat) that stays behind. One task scans both, in
+rounds of one claim transaction (:mod:`.claims`), resting until the next due row
+(:mod:`.pause`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from libs.bus import Bus
 from libs.cache import CacheUnavailable
 from libs.errors import FORBIDDEN, NatterjackError
 
-from . import retries
+from . import pause, retries
+from .claims import Attempt, Look, Retry
 from .outbox import Outbox
+from .pause import Alarm
 from .retries import Step
-from .schedule_storage import Check, Retry, ScheduleStorage
+from .schedule_storage import ScheduleStorage
 
 logger = log.get("delivery_retry.scheduler")
 RETRY_STEPS = Counter("nj_dlv_retry_steps_total", "Redelivery schedule steps taken", ["step"])
@@ -33,7 +37,8 @@ RETRY_STEPS = Counter("nj_dlv_retry_steps_total", "Redelivery schedule steps tak
 class Schedule:
     backoff_s: tuple[float, ...]
     max_attempts: int
-    scan_interval_s: float = 0.1
+    scan_interval_s: float = 0.1  # the shortest pause between two scans that found nothing
+    idle_scan_s: float = 2.0  # the longest: finds rows a dead replica's projector scheduled
     max_resend: int = 500  # events per resend at most; the rest follows the next ack
     batch: int = 100
     request_timeout: float = 5.0
@@ -55,32 +60,45 @@ class Scheduler:
         self.bus = bus
         self.schedule = schedule
         self._stop = trio.Event()
+        self._alarm = Alarm()
+        self._next_due_ms: int | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        delay = self.schedule.scan_interval_s
+        backoff = self.schedule.scan_interval_s
         while not self._stop.is_set():
+            started = trio.current_time()
+            self._alarm.forget()
             try:
                 busy = await self.scan_once()
-                delay = self.schedule.scan_interval_s
+                backoff = self.schedule.scan_interval_s
+                wake = trio.current_time() + pause.MARGIN_S + pause.until_next_scan(
+                    self._next_due_ms, ids.now_ms(), self.schedule.idle_scan_s)
             except Exception as exc:  # MySQL away: back off, never exit
-                logger.warning("dlv.scan_failed", error=repr(exc), retry_in=delay)
-                busy, delay = 0, min(delay * 2, 5.0)
-            if not busy:
-                with trio.move_on_after(delay):
-                    await self._stop.wait()
+                logger.warning("dlv.scan_failed", error=repr(exc), retry_in=backoff)
+                busy, wake = 0, started + backoff
+                backoff = min(backoff * 2, 5.0)
+            if not busy and not self._stop.is_set():
+                await self._alarm.sleep_until(wake, earliest=started + self.schedule.scan_interval_s)
 
     def stop(self) -> None:
         self._stop.set()
+        self._alarm.ring()
+
+    def due_by(self, due_ms: int) -> None:
+        """Something new falls due at ``due_ms`` (wall clock): scan then at the latest."""
+        self._alarm.bring_forward(trio.current_time() + pause.MARGIN_S
+                                  + max(0, due_ms - ids.now_ms()) / 1000)
 
     async def scan_once(self) -> int:
         """Work every due look and retry once; returns how many there were."""
-        checks = await self.store.claim_checks(ids.now_ms(), self.schedule.lease_ms, self.schedule.batch)
-        await self._each(self.look, checks)
-        due = await self.store.claim_retries(ids.now_ms(), self.schedule.lease_ms,
-                                             self.schedule.batch)
-        await self._each(self.attempt, due)
-        return len(checks) + len(due)
+        due = await self.store.claim_due(ids.now_ms(), self.schedule.lease_ms, self.schedule.batch)
+        self._next_due_ms = due.next_due_ms
+        if due.looks:
+            await self.look_all(due.looks)
+        if due.attempts:
+            await self.attempt_all(due.attempts)
+        return len(due.looks) + len(due.attempts)
 
     async def _each(self, fn: Any, items: list[Any]) -> None:
         """``fn`` over the claimed items, several at once: each is a few round trips to
@@ -97,27 +115,44 @@ class Scheduler:
             for item in items:
                 nursery.start_soon(one, item)
 
-    # ---- a chat's look -------------------------------------------------------------------
-    async def look(self, check: Check) -> None:
-        """Give every online member device still below check_seq a retry schedule."""
+    # ---- chats' looks --------------------------------------------------------------------
+    async def look_all(self, looks: list[Look]) -> None:
+        """Give every online member device still below its chat's check_seq a retry
+        schedule: one presence read and one transaction for the whole round."""
         try:
-            online = await self.outbox.online(await self.store.chat_members(check.chat_id))
+            online = await self.outbox.online(sorted({u for look in looks for u in look.members}))
         except CacheUnavailable:
             online = {}  # nobody to resend to is known; devices sync when they reconnect
-        cursors = await self.store.chat_cursors(check.chat_id) if online else {}
-        behind = retries.behind_devices(online, cursors, check.check_seq)
-        await self.store.finish_check(check, [(u, d, gw, check.check_seq) for u, d, gw, _ in behind],
-                                      ids.now_ms(), self.schedule.delay_ms(1))
+        done = []
+        for look in looks:
+            check = look.check
+            members = {u: online[u] for u in look.members if u in online}
+            behind = retries.behind_devices(members, look.cursors, check.check_seq)
+            done.append((check, [(u, d, gw, check.check_seq) for u, d, gw, _ in behind]))
+        try:
+            await self.store.finish_checks(done, ids.now_ms(), self.schedule.delay_ms(1))
+        except NatterjackError as exc:  # the lease makes them due again; retries go on
+            logger.warning("dlv.schedule_step_failed", looks=len(done), error=exc.message)
 
     # ---- a device's retry ----------------------------------------------------------------
-    async def attempt(self, retry: Retry) -> None:
-        cursor = await self.store.cursor(retry.user_id, retry.device_id, retry.chat_id)
-        needed = await self.store.needed_up_to(retry, cursor)
+    async def attempt_all(self, attempts: list[Attempt]) -> None:
         try:
-            gateway = (await self.outbox.online([retry.user_id])).get(retry.user_id, {}).get(retry.device_id)
+            online: dict[str, dict[str, str]] | None = await self.outbox.online(
+                sorted({a.retry.user_id for a in attempts}))
         except CacheUnavailable:
+            online = None
+
+        async def one(attempt: Attempt) -> None:
+            await self.attempt(attempt, online)
+        await self._each(one, attempts)
+
+    async def attempt(self, due: Attempt, online: dict[str, dict[str, str]] | None) -> None:
+        """One step of a device's schedule (``online`` None: presence is unknown)."""
+        retry, cursor, needed = due.retry, due.cursor, due.needed
+        if online is None:
             await self.store.postpone(retry, ids.now_ms() + self.schedule.delay_ms(retry.attempts))
             return
+        gateway = online.get(retry.user_id, {}).get(retry.device_id)
         step = retries.next_step(cursor, needed, gateway is not None, retry.attempts,
                                  self.schedule.max_attempts)
         RETRY_STEPS.labels(step.value).inc()

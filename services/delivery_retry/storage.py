@@ -16,8 +16,11 @@ from typing import Any
 from libs.db import Database
 
 from . import domain
+from .ack_writer import AckBatch
 from .domain import Ack, AckOutcome, CursorKey, Projection, StreamEvent
 from .errors import DeliveryError
+from .retries import EventRef
+from .schedule_storage import EVENT_COLUMNS, event_ref
 
 UPSERT_CHAT = (
     "INSERT INTO dlv_chats (chat_id, last_seq, updated_ts) VALUES (%s, %s, %s) "
@@ -74,6 +77,33 @@ def _rows_in(columns: str, count: int, width: int) -> str:
     return f"({columns}) IN ({', '.join([one] * count)})"
 
 
+def _covered(cur: Any, acks: Sequence[Ack], outcomes: Sequence[AckOutcome | DeliveryError]
+             ) -> dict[str, list[EventRef]]:
+    """The messages in each chat's moved cursor range (receipts), at most 5,000 a chat."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for ack, o in zip(acks, outcomes, strict=True):
+        if isinstance(o, AckOutcome) and o.acked_seq > o.previous:
+            low, high = ranges.get(ack.chat_id, (o.previous, o.acked_seq))
+            ranges[ack.chat_id] = (min(low, o.previous), max(high, o.acked_seq))
+    found = {}
+    for chat_id, (low, high) in sorted(ranges.items()):
+        cur.execute(f"SELECT {EVENT_COLUMNS} FROM dlv_events WHERE chat_id = %s AND "
+                    "kind = 'message' AND seq > %s AND seq <= %s ORDER BY seq LIMIT 5000",
+                    (chat_id, low, high))
+        found[chat_id] = [event_ref(row) for row in cur.fetchall()]
+    return found
+
+
+def _active_members(cur: Any, chat_ids: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {c: [] for c in chat_ids}
+    if chat_ids:
+        cur.execute("SELECT chat_id, user_id FROM dlv_members WHERE active = 1 AND chat_id IN ("
+                    + ", ".join(["%s"] * len(chat_ids)) + ")", chat_ids)
+        for row in cur.fetchall():
+            found[row["chat_id"]].append(row["user_id"])
+    return found
+
+
 class Storage:
     def __init__(self, db: Database, check_delay_ms: int = 1000):
         self.db = db
@@ -81,27 +111,39 @@ class Storage:
 
     # ---- projection ----------------------------------------------------------------
     async def apply_projection(self, projection: Projection, now_ms: int,
-                               events: Sequence[StreamEvent] = ()) -> None:
+                               events: Sequence[StreamEvent] = ()) -> dict[str, list[str]]:
         """Merge one batch's changes into dlv_chats and dlv_members, record its events and
-        schedule a look at each chat it touched, all in one transaction."""
+        schedule a look at each chat it touched, all in one transaction; returns the
+        active members of each chat the batch has messages in (whom to push to), read in
+        the same transaction rather than in one more per chat."""
         chats = [(chat_id, seq, now_ms) for chat_id, seq in projection.chat_rows()]
         members = [(c, u, int(active), seq) for c, u, active, seq in projection.member_rows()]
         rows = sorted(event.row() for event in events)
         due = now_ms + self.check_delay_ms
         checks = [(c, s, s, due) for c, s in projection.chat_rows()] if events else []
+        talked = sorted({e.chat_id for e in events if e.kind == "message"})
 
-        def run(cur: Any) -> None:
+        def run(cur: Any) -> dict[str, list[str]]:
             for sql, values in ((UPSERT_CHAT, chats), (UPSERT_MEMBER, members),
                                 (INSERT_EVENT, rows), (UPSERT_CHECK, checks)):
                 if values:
                     cur.executemany(sql, values)
-        await self.db.transaction(run)
+            return _active_members(cur, talked)
+        return await self.db.transaction(run)
 
     # ---- acks -------------------------------------------------------------------------
     async def write_acks(self, acks: Sequence[Ack], now_ms: int
                          ) -> list[AckOutcome | DeliveryError]:
         """Check and apply a batch of acks in one transaction; one outcome per ack, in order."""
         return await self.db.transaction(lambda cur: self._write_acks(cur, acks, now_ms))
+
+    async def write_ack_batch(self, acks: Sequence[Ack], now_ms: int) -> AckBatch:
+        """:meth:`write_acks`, plus the messages the moved cursors covered (whom to send
+        receipts), read in the same transaction rather than in one more per chat."""
+        def run(cur: Any) -> AckBatch:
+            outcomes = self._write_acks(cur, acks, now_ms)
+            return AckBatch(outcomes, _covered(cur, acks, outcomes))
+        return await self.db.transaction(run)
 
     def _write_acks(self, cur: Any, acks: Sequence[Ack], now_ms: int
                     ) -> list[AckOutcome | DeliveryError]:

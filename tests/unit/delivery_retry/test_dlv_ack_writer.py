@@ -9,9 +9,9 @@ import trio
 
 from libs.errors import Unavailable
 from services.delivery_retry import domain
-from services.delivery_retry.ack_writer import AckWriter
+from services.delivery_retry.ack_writer import AckBatch, AckWriter
 from services.delivery_retry.domain import Ack, AckOutcome
-from services.delivery_retry.errors import DeliveryError, Draining, UnknownChat
+from services.delivery_retry.errors import Draining, UnknownChat
 
 
 class FakeStore:
@@ -22,8 +22,7 @@ class FakeStore:
         self.batches: list[int] = []
         self.down = False
 
-    async def write_acks(self, acks: Sequence[Ack], now_ms: int
-                         ) -> list[AckOutcome | DeliveryError]:
+    async def write_ack_batch(self, acks: Sequence[Ack], now_ms: int) -> AckBatch:
         await trio.sleep(0.001)
         self.batches.append(len(acks))
         if self.down:
@@ -31,8 +30,9 @@ class FakeStore:
         before = dict(self.cursors)
         for key, seq in domain.merge_acks(a for a in acks if a.chat_id != "gone").items():
             self.cursors[key] = domain.merge_cursor(self.cursors.get(key), seq)
-        return [UnknownChat("gone") if a.chat_id == "gone"
-                else AckOutcome(self.cursors[a.key], a.seq > before.get(a.key, 0)) for a in acks]
+        return AckBatch([UnknownChat("gone") if a.chat_id == "gone"
+                         else AckOutcome(self.cursors[a.key], a.seq > before.get(a.key, 0))
+                         for a in acks])
 
 
 async def test_concurrent_acks_share_writes_and_each_gets_its_outcome():

@@ -33,12 +33,13 @@ class FlakyStore:
         self.applied: list[Projection] = []
         self.msgs: list[FakeMsg] = []
 
-    async def apply_projection(self, projection: Projection, now_ms: int, events: Any = ()) -> None:
+    async def apply_projection(self, projection: Projection, now_ms: int, events: Any = ()) -> dict[str, list[str]]:
         assert not any("ack" in m.settled for m in self.msgs), "acked before the commit"
         if self.failures:
             self.failures -= 1
             raise Unavailable("database unavailable")
         self.applied.append(projection)
+        return {}
 
 
 def event(seq: int) -> FakeMsg:
