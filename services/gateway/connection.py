@@ -32,7 +32,7 @@ FRAME_SEND_LIMIT_S = 30.0  # a peer that takes no whole frame for this long is n
 ALREADY_HELD = "\x00held"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     ws: WebSocketConnection
     claims: Claims
@@ -48,12 +48,15 @@ class Connection:
     synced: set[str] = field(default_factory=set)  # chats caught up since connect (sync_done sent)
     on_gap: Callable[[Connection, str], None] | None = None
     reading: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's frame loop
+    alive: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's task, until close
+    close_code: int = field(default=1000, init=False)
+    close_reason: str = field(default="", init=False)
+    _send: trio.MemorySendChannel[str] = field(init=False)
+    _receive: trio.MemoryReceiveChannel[str] = field(init=False)
+    _sending: trio.CancelScope | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[str](self.queue_size)
-        self.close_code = 1000
-        self.close_reason = ""
-        self._sending: trio.CancelScope | None = None
 
     @property
     def user_id(self) -> str:
@@ -120,6 +123,7 @@ class Connection:
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
             self.closed.set()
+            self.alive.cancel()
             if self._sending is not None:
                 self._sending.deadline = min(self._sending.deadline, trio.current_time() + FINISH_FRAME_S)
 
@@ -130,14 +134,29 @@ class Connection:
         to get out: a frame cut in half would garble the close frame (4408 …) after it."""
         try:
             async for text in self._receive:
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + FRAME_SEND_LIMIT_S) \
-                        as self._sending:
-                    await self.ws.send_message(text)
-                if self._sending.cancelled_caught:  # cut: nothing written after it could be read
+                if not await self._write_queued(text):  # cut: nothing after it could be read
                     self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
                     return
-                metrics.message_out()
         except ConnectionClosed:
             self.close(1006, "socket closed")
             return
         self.close(self.close_code, self.close_reason)  # finish(): the queue is written
+
+    async def _write_queued(self, text: str) -> bool:
+        """Write ``text`` and the frames queued behind it under one shielded scope (a fan-out
+        queues many at once; one scope per frame costs more than the write). Each frame gets
+        FRAME_SEND_LIMIT_S; none starts after a close. False when a frame was cut."""
+        written = 0
+        with trio.CancelScope(shield=True) as self._sending:
+            while True:
+                self._sending.deadline = trio.current_time() + FRAME_SEND_LIMIT_S
+                await self.ws.send_message(text)
+                written += 1
+                if self.closed.is_set():
+                    break
+                try:
+                    text = self._receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+        metrics.message_out(written)
+        return not self._sending.cancelled_caught

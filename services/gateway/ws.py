@@ -76,6 +76,9 @@ class WebSocketEdge:
             logger.exception("gateway.connection_failed", user_id=conn.user_id)
 
     async def run_connection(self, conn: Connection) -> None:
+        """Three tasks a socket: this one reads frames, the writer drains the outbound
+        queue, the watchdog pings and ends the socket at token expiry; the catch-up runs
+        beside them for the first seconds."""
         self.hub.add(conn)
         metrics.CONNECTIONS.inc()
         if not self.accepting:  # accepted just before going away
@@ -87,10 +90,10 @@ class WebSocketEdge:
                 try:
                     nursery.start_soon(conn.writer)
                     nursery.start_soon(self.frames.catch_up.on_connect, conn)
-                    nursery.start_soon(self._reader, conn)
-                    nursery.start_soon(self._expire, conn)
-                    nursery.start_soon(self._keepalive, conn)
-                    await conn.closed.wait()
+                    nursery.start_soon(self._watchdog, conn)
+                    with conn.alive:  # cancelled by conn.close()
+                        await self._reader(conn)
+                        await conn.closed.wait()
                 finally:
                     # Before the nursery closes: a delivery must not start a task in it then.
                     self.hub.remove(conn)
@@ -110,8 +113,8 @@ class WebSocketEdge:
         if self.presence is None:
             return
         try:
-            await self.presence.register(conn.user_id, conn.device_id, conn.connection_id, ids.now_ms())
-            devices = await self.presence.online_devices(conn.user_id)
+            devices = await self.presence.register(conn.user_id, conn.device_id, conn.connection_id,
+                                                   ids.now_ms())
         except CacheUnavailable:
             logger.warning("gateway.presence_unavailable")
             return
@@ -123,10 +126,8 @@ class WebSocketEdge:
         if self.presence is None:
             return
         try:
-            # last_seen first: a reader between the two steps still sees the user online.
-            await self.presence.set_last_seen(conn.user_id, ids.now_ms())
-            await self.presence.unregister(conn.user_id, conn.device_id, conn.connection_id)
-            if await self.presence.online_devices(conn.user_id):
+            if await self.presence.unregister(conn.user_id, conn.device_id, conn.connection_id,
+                                              ids.now_ms()):
                 return
         except CacheUnavailable:
             logger.warning("gateway.presence_unavailable")
@@ -137,10 +138,14 @@ class WebSocketEdge:
         event = {"user_id": user_id, "status": status, "last_seen_ts": ids.now_ms()}
         await self.frames.bus.publish(f"im.evt.presence.{user_id}", orjson.dumps(event))
 
-    async def _expire(self, conn: Connection) -> None:
-        """Close with 4402 when the access token expires, unless an ``auth`` frame extended it."""
-        while (left := conn.claims.expires_at - ids.now_ms() / 1000) > 0:  # noqa: ASYNC110 - the deadline moves when the token is renewed
-            await trio.sleep(left)
+    async def _watchdog(self, conn: Connection) -> None:
+        """Close with 4402 when the access token expires, unless an ``auth`` frame extended
+        it; until then keep the socket alive with pings (one task for both: a socket's
+        tasks are most of its memory)."""
+        while (left := conn.claims.expires_at - ids.now_ms() / 1000) > 0:
+            with trio.move_on_after(left):
+                await self._keepalive(conn)
+                return
         conn.close(CLOSE_TOKEN_EXPIRED, "access token expired: refresh, then reconnect")
 
     async def _keepalive(self, conn: Connection) -> None:
@@ -164,12 +169,13 @@ class WebSocketEdge:
     async def _reader(self, conn: Connection) -> None:
         """Take frames until the client closes or the gateway goes away; going away, the
         frames already taken are answered first, then the socket closes with 1001."""
-        limiter = trio.CapacityLimiter(self.config.sends_in_flight)
+        limiter: trio.CapacityLimiter | None = None  # made at the first frame: most sockets idle
         async with trio.open_nursery() as nursery:
             with conn.reading:
                 try:
                     while True:
                         text = await conn.ws.get_message()
+                        limiter = limiter or trio.CapacityLimiter(self.config.sends_in_flight)
                         await limiter.acquire_on_behalf_of(token := object())
                         nursery.start_soon(self._one_frame, conn, text, limiter, token)
                 except ConnectionClosed:
