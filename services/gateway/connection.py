@@ -19,6 +19,7 @@ from libs import ids, metrics
 from libs.tokens import Claims
 
 from .domain import ChatOrder
+from .outbox import Outbox
 
 CLOSE_SESSION_ENDED = 4401
 CLOSE_TOKEN_EXPIRED = 4402
@@ -51,12 +52,11 @@ class Connection:
     alive: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's task, until close
     close_code: int = field(default=1000, init=False)
     close_reason: str = field(default="", init=False)
-    _send: trio.MemorySendChannel[str] = field(init=False)
-    _receive: trio.MemoryReceiveChannel[str] = field(init=False)
+    _outbox: Outbox = field(init=False)
     _sending: trio.CancelScope | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[str](self.queue_size)
+        self._outbox = Outbox(self.queue_size)
 
     @property
     def user_id(self) -> str:
@@ -72,12 +72,8 @@ class Connection:
     def send_text(self, text: str) -> None:
         if text is ALREADY_HELD:
             return
-        try:
-            self._send.send_nowait(text)
-        except trio.WouldBlock:
+        if not self._outbox.put(text) and not self._outbox.closed:
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
-        except trio.ClosedResourceError:
-            pass
 
     def deliver(self, chat_id: str, seq: int, text: str) -> None:
         """A live event: written now, held (catch-up running) or dropped (already sent)."""
@@ -117,7 +113,7 @@ class Connection:
         the requests it took still reach the client)."""
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
-            self._send.close()
+            self._outbox.close()
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed.is_set():
@@ -133,7 +129,9 @@ class Connection:
         A frame once started is not cancelled with the connection but given FINISH_FRAME_S
         to get out: a frame cut in half would garble the close frame (4408 …) after it."""
         try:
-            async for text in self._receive:
+            while (text := await self._outbox.get()) is not None:
+                if self.closed.is_set():  # closed, not finished: nothing more is written
+                    return
                 if not await self._write_queued(text):  # cut: nothing after it could be read
                     self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
                     return
@@ -154,9 +152,8 @@ class Connection:
                 written += 1
                 if self.closed.is_set():
                     break
-                try:
-                    text = self._receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
+                if (queued := self._outbox.get_nowait()) is None:
                     break
+                text = queued
         metrics.message_out(written)
         return not self._sending.cancelled_caught
