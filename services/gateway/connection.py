@@ -7,6 +7,7 @@ allowed to grow memory or hold up deliveries to other sockets.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ FRAME_SEND_LIMIT_S = 30.0  # a peer that takes no whole frame for this long is n
 ALREADY_HELD = "\x00held"
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Connection:
     ws: WebSocketConnection
     claims: Claims
@@ -50,6 +51,7 @@ class Connection:
     on_gap: Callable[[Connection, str], None] | None = None
     reading: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's frame loop
     alive: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's task, until close
+    next_ping: float = field(default=math.inf, init=False)  # trio time; inf: none due (SocketTimers)
     close_code: int = field(default=1000, init=False)
     close_reason: str = field(default="", init=False)
     _outbox: Outbox = field(init=False)

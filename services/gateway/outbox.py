@@ -18,17 +18,21 @@ class Outbox:
     __slots__ = ("_items", "_limit", "_waiter", "closed")
 
     def __init__(self, limit: int):
-        self._items: deque[str] = deque()
+        self._items: deque[str] | None = None  # made at the first put: an empty deque is 600 B
         self._limit = limit
         self._waiter: trio.lowlevel.Task | None = None
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items else 0
 
     def put(self, item: str) -> bool:
         """Queue ``item``; False (nothing queued) when full or closed."""
-        if self.closed or len(self._items) >= self._limit:
+        if self.closed:
+            return False
+        if self._items is None:
+            self._items = deque()
+        elif len(self._items) >= self._limit:
             return False
         self._items.append(item)
         if self._waiter is not None:
@@ -44,7 +48,12 @@ class Outbox:
             self._waiter = None
 
     def get_nowait(self) -> str | None:
-        return self._items.popleft() if self._items else None
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None  # idle again: most sockets are, most of the time
+        return item
 
     async def get(self) -> str | None:
         """The next item, waiting for one; None once closed and empty."""
@@ -60,4 +69,4 @@ class Outbox:
                 self._waiter = None
                 return trio.lowlevel.Abort.SUCCEEDED
             await trio.lowlevel.wait_task_rescheduled(abort)
-        return self._items.popleft()
+        return self.get_nowait()

@@ -17,10 +17,11 @@ from libs.tokens import Claims
 
 from . import domain
 from .config import Config
-from .connection import CLOSE_GOING_AWAY, CLOSE_KEEPALIVE_TIMEOUT, CLOSE_TOKEN_EXPIRED, Connection
+from .connection import CLOSE_GOING_AWAY, Connection
 from .handlers import FrameHandlers, Hub
 from .keys import KeyRing
 from .storage import Presence
+from .timers import SocketTimers
 
 logger = log.get("gateway.ws")
 CLOSE_WAIT_S = 2.0  # for the client's close frame; a vanished peer never sends one
@@ -36,16 +37,19 @@ class WebSocketEdge:
         self.keys = keys
         self.presence = presence
         self.accepting = True
+        self.timers = SocketTimers(config.ping_interval_s, config.ping_timeout_s)
 
     async def serve(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         context = None
         if self.config.tls_cert:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        await serve_websocket(self.handle, self.config.ws_host, self.config.ws_port, context,
-                              max_message_size=self.config.max_frame_bytes * 4,
-                              connect_timeout=self.config.handshake_timeout_s,
-                              disconnect_timeout=2, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.timers.run)
+            await serve_websocket(self.handle, self.config.ws_host, self.config.ws_port, context,
+                                  max_message_size=self.config.max_frame_bytes * 4,
+                                  connect_timeout=self.config.handshake_timeout_s,
+                                  disconnect_timeout=2, task_status=task_status)
 
     async def authenticate(self, request: WebSocketRequest) -> Claims:
         token = domain.token_from(request.path, list(request.headers))
@@ -76,9 +80,9 @@ class WebSocketEdge:
             logger.exception("gateway.connection_failed", user_id=conn.user_id)
 
     async def run_connection(self, conn: Connection) -> None:
-        """Three tasks a socket: this one reads frames, the writer drains the outbound
-        queue, the watchdog pings and ends the socket at token expiry; the catch-up runs
-        beside them for the first seconds."""
+        """Two tasks a socket: this one reads frames, the writer drains the outbound
+        queue; the catch-up runs beside them for the first seconds. Pings and token
+        expiry come from the gateway's SocketTimers."""
         self.hub.add(conn)
         metrics.CONNECTIONS.inc()
         if not self.accepting:  # accepted just before going away
@@ -90,7 +94,7 @@ class WebSocketEdge:
                 try:
                     nursery.start_soon(conn.writer)
                     nursery.start_soon(self.frames.catch_up.on_connect, conn)
-                    nursery.start_soon(self._watchdog, conn)
+                    self.timers.watch(conn)
                     with conn.alive:  # cancelled by conn.close()
                         await self._reader(conn)
                         await conn.closed.wait()
@@ -137,34 +141,6 @@ class WebSocketEdge:
     async def _announce(self, user_id: str, status: str) -> None:
         event = {"user_id": user_id, "status": status, "last_seen_ts": ids.now_ms()}
         await self.frames.bus.publish(f"im.evt.presence.{user_id}", orjson.dumps(event))
-
-    async def _watchdog(self, conn: Connection) -> None:
-        """Close with 4402 when the access token expires, unless an ``auth`` frame extended
-        it; until then keep the socket alive with pings (one task for both: a socket's
-        tasks are most of its memory)."""
-        while (left := conn.claims.expires_at - ids.now_ms() / 1000) > 0:
-            with trio.move_on_after(left):
-                await self._keepalive(conn)
-                return
-        conn.close(CLOSE_TOKEN_EXPIRED, "access token expired: refresh, then reconnect")
-
-    async def _keepalive(self, conn: Connection) -> None:
-        """Ping every interval and close with 4409 when no pong comes in time: a peer that
-        vanished without a FIN (a phone losing its network) would otherwise hold the socket
-        and look online forever while its events go nowhere. It never acked them, so they
-        come with the catch-up when the device reconnects."""
-        while True:
-            await trio.sleep(self.config.ping_interval_s)
-            try:
-                with trio.fail_after(self.config.ping_timeout_s):
-                    await conn.ws.ping()
-            except trio.TooSlowError:
-                logger.info("gateway.keepalive_timeout", user_id=conn.user_id, device_id=conn.device_id)
-                conn.close(CLOSE_KEEPALIVE_TIMEOUT, "keepalive timeout: reconnect")
-                return
-            except ConnectionClosed:
-                conn.close(1006, "socket closed")
-                return
 
     async def _reader(self, conn: Connection) -> None:
         """Take frames until the client closes or the gateway goes away; going away, the
