@@ -51,6 +51,11 @@ class CatchUp:
         for chat in behind:
             conn.order(chat["chat_id"]).catching_up = True
         conn.release_held_all()
+        if behind:
+            await self._catch_up_chats(conn, behind)
+        await self._recheck(conn)
+
+    async def _catch_up_chats(self, conn: Connection, behind: list[dict[str, Any]]) -> None:
         limiter = trio.CapacityLimiter(CATCH_UP_CHATS_AT_ONCE)
 
         async def one(chat: dict[str, Any]) -> None:
@@ -59,7 +64,6 @@ class CatchUp:
         async with trio.open_nursery() as nursery:
             for chat in behind:
                 nursery.start_soon(one, chat)
-        await self._recheck(conn)
 
     async def _recheck(self, conn: Connection) -> None:
         """Look again a few times after connecting: an event stored just before the device

@@ -7,6 +7,7 @@ allowed to grow memory or hold up deliveries to other sockets.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from libs import ids, metrics
 from libs.tokens import Claims
 
 from .domain import ChatOrder
+from .outbox import Outbox
 
 CLOSE_SESSION_ENDED = 4401
 CLOSE_TOKEN_EXPIRED = 4402
@@ -32,7 +34,7 @@ FRAME_SEND_LIMIT_S = 30.0  # a peer that takes no whole frame for this long is n
 ALREADY_HELD = "\x00held"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Connection:
     ws: WebSocketConnection
     claims: Claims
@@ -48,12 +50,15 @@ class Connection:
     synced: set[str] = field(default_factory=set)  # chats caught up since connect (sync_done sent)
     on_gap: Callable[[Connection, str], None] | None = None
     reading: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's frame loop
+    alive: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's task, until close
+    next_ping: float = field(default=math.inf, init=False)  # trio time; inf: none due (SocketTimers)
+    close_code: int = field(default=1000, init=False)
+    close_reason: str = field(default="", init=False)
+    _outbox: Outbox = field(init=False)
+    _sending: trio.CancelScope | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[str](self.queue_size)
-        self.close_code = 1000
-        self.close_reason = ""
-        self._sending: trio.CancelScope | None = None
+        self._outbox = Outbox(self.queue_size)
 
     @property
     def user_id(self) -> str:
@@ -69,12 +74,8 @@ class Connection:
     def send_text(self, text: str) -> None:
         if text is ALREADY_HELD:
             return
-        try:
-            self._send.send_nowait(text)
-        except trio.WouldBlock:
+        if not self._outbox.put(text) and not self._outbox.closed:
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
-        except trio.ClosedResourceError:
-            pass
 
     def deliver(self, chat_id: str, seq: int, text: str) -> None:
         """A live event: written now, held (catch-up running) or dropped (already sent)."""
@@ -114,12 +115,13 @@ class Connection:
         the requests it took still reach the client)."""
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
-            self._send.close()
+            self._outbox.close()
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
             self.closed.set()
+            self.alive.cancel()
             if self._sending is not None:
                 self._sending.deadline = min(self._sending.deadline, trio.current_time() + FINISH_FRAME_S)
 
@@ -129,15 +131,31 @@ class Connection:
         A frame once started is not cancelled with the connection but given FINISH_FRAME_S
         to get out: a frame cut in half would garble the close frame (4408 …) after it."""
         try:
-            async for text in self._receive:
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + FRAME_SEND_LIMIT_S) \
-                        as self._sending:
-                    await self.ws.send_message(text)
-                if self._sending.cancelled_caught:  # cut: nothing written after it could be read
+            while (text := await self._outbox.get()) is not None:
+                if self.closed.is_set():  # closed, not finished: nothing more is written
+                    return
+                if not await self._write_queued(text):  # cut: nothing after it could be read
                     self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
                     return
-                metrics.message_out()
         except ConnectionClosed:
             self.close(1006, "socket closed")
             return
         self.close(self.close_code, self.close_reason)  # finish(): the queue is written
+
+    async def _write_queued(self, text: str) -> bool:
+        """Write ``text`` and the frames queued behind it under one shielded scope (a fan-out
+        queues many at once; one scope per frame costs more than the write). Each frame gets
+        FRAME_SEND_LIMIT_S; none starts after a close. False when a frame was cut."""
+        written = 0
+        with trio.CancelScope(shield=True) as self._sending:
+            while True:
+                self._sending.deadline = trio.current_time() + FRAME_SEND_LIMIT_S
+                await self.ws.send_message(text)
+                written += 1
+                if self.closed.is_set():
+                    break
+                if (queued := self._outbox.get_nowait()) is None:
+                    break
+                text = queued
+        metrics.message_out(written)
+        return not self._sending.cancelled_caught

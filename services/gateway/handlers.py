@@ -56,13 +56,19 @@ class Hub:
         text = orjson.dumps(events.to_frame(event)).decode()
         metrics.DELIVERY_LATENCY.observe(max(0.0, ids.now_ms() - event["ts"]) / 1000)
         chat_id, seq = event["chat_id"], event["seq"]
+        # The sending device has its message_ack instead of the event.
+        sender = (event.get("sender_id"), event.get("sender_device_id")) \
+            if event["event"] == "message" else None
+        by_user = self.by_user
         for target in payload["targets"]:
-            for conn in self.by_user.get(target["user_id"], ()):
-                if target.get("device_id", conn.device_id) != conn.device_id:
+            conns = by_user.get(target["user_id"])
+            if not conns:
+                continue
+            device_id = target.get("device_id")
+            for conn in conns:
+                if device_id is not None and device_id != conn.device_id:
                     continue
-                own = event["event"] == "message" and event.get("sender_id") == conn.user_id \
-                    and event.get("sender_device_id") == conn.device_id
-                # The sending device has its message_ack instead of the event.
+                own = sender is not None and sender == (conn.user_id, conn.device_id)
                 conn.deliver(chat_id, seq, ALREADY_HELD if own else text)
 
     def resend(self, targets: list[dict[str, Any]], chat_id: str, frames: list[dict[str, Any]]) -> None:

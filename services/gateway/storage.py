@@ -33,15 +33,19 @@ class Presence:
     def _owner(self, connection_id: str) -> str:
         return f"{self.gateway_id}|{connection_id}|"
 
-    async def register(self, user_id: str, device_id: str, connection_id: str, now_ms: int) -> None:
-        """Claim the device for this connection (a newer connection always wins)."""
+    async def register(self, user_id: str, device_id: str, connection_id: str,
+                       now_ms: int) -> dict[str, str]:
+        """Claim the device for this connection (a newer connection always wins) and return
+        the user's live devices then, in one round trip."""
         key = self.cache.keys.presence(user_id)
         value = codec.encode(self.gateway_id, connection_id, now_ms)
 
         def build(pipe: Any) -> None:
             pipe.hset(key, device_id, value)
             pipe.expire(key, int(self.ttl_s * 2))
-        await self.cache.pipeline(build)
+            pipe.hgetall(key)
+        row = (await self.cache.pipeline(build))[-1]
+        return codec.fresh_devices(row or {}, self.ttl_s, now_ms)
 
     async def refresh(self, entries: list[tuple[str, str, str]], now_ms: int) -> None:
         """Re-confirm (user, device, connection) for every local socket still owning its entry."""
@@ -58,17 +62,19 @@ class Presence:
             pipe.execute()
         await self.cache.run(run)
 
-    async def unregister(self, user_id: str, device_id: str, connection_id: str) -> None:
+    async def unregister(self, user_id: str, device_id: str, connection_id: str,
+                         now_ms: int) -> dict[str, str]:
+        """Stamp the user's last_seen, remove the device while the entry still names this
+        connection, and return the user's live devices then, in one round trip. last_seen
+        goes first: a reader between the steps still sees the user online."""
         key = self.cache.keys.presence(user_id)
-        await self.cache.run(lambda r: self._if_ours(
-            keys=[key], args=[device_id, self._owner(connection_id), "", 0], client=r))
 
-    async def online_devices(self, user_id: str) -> dict[str, str]:
-        found = await codec.online_devices(self.cache, [user_id], self.ttl_s)
-        return found.get(user_id, {})
-
-    async def set_last_seen(self, user_id: str, now_ms: int) -> None:
-        await self.cache.run(lambda r: r.set(self.cache.keys.last_seen(user_id), now_ms))
+        def build(pipe: Any) -> None:
+            pipe.set(self.cache.keys.last_seen(user_id), now_ms)
+            self._if_ours(keys=[key], args=[device_id, self._owner(connection_id), "", 0], client=pipe)
+            pipe.hgetall(key)
+        row = (await self.cache.pipeline(build))[-1]
+        return codec.fresh_devices(row or {}, self.ttl_s, now_ms)
 
     async def status(self, user_id: str, now_ms: int) -> dict[str, Any]:
         """{user_id, status, last_seen_ts}: online while any device entry is fresh."""

@@ -17,10 +17,11 @@ from libs.tokens import Claims
 
 from . import domain
 from .config import Config
-from .connection import CLOSE_GOING_AWAY, CLOSE_KEEPALIVE_TIMEOUT, CLOSE_TOKEN_EXPIRED, Connection
+from .connection import CLOSE_GOING_AWAY, Connection
 from .handlers import FrameHandlers, Hub
 from .keys import KeyRing
 from .storage import Presence
+from .timers import SocketTimers
 
 logger = log.get("gateway.ws")
 CLOSE_WAIT_S = 2.0  # for the client's close frame; a vanished peer never sends one
@@ -36,16 +37,19 @@ class WebSocketEdge:
         self.keys = keys
         self.presence = presence
         self.accepting = True
+        self.timers = SocketTimers(config.ping_interval_s, config.ping_timeout_s)
 
     async def serve(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         context = None
         if self.config.tls_cert:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        await serve_websocket(self.handle, self.config.ws_host, self.config.ws_port, context,
-                              max_message_size=self.config.max_frame_bytes * 4,
-                              connect_timeout=self.config.handshake_timeout_s,
-                              disconnect_timeout=2, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.timers.run)
+            await serve_websocket(self.handle, self.config.ws_host, self.config.ws_port, context,
+                                  max_message_size=self.config.max_frame_bytes * 4,
+                                  connect_timeout=self.config.handshake_timeout_s,
+                                  disconnect_timeout=2, task_status=task_status)
 
     async def authenticate(self, request: WebSocketRequest) -> Claims:
         token = domain.token_from(request.path, list(request.headers))
@@ -76,6 +80,9 @@ class WebSocketEdge:
             logger.exception("gateway.connection_failed", user_id=conn.user_id)
 
     async def run_connection(self, conn: Connection) -> None:
+        """Two tasks a socket: this one reads frames, the writer drains the outbound
+        queue; the catch-up runs beside them for the first seconds. Pings and token
+        expiry come from the gateway's SocketTimers."""
         self.hub.add(conn)
         metrics.CONNECTIONS.inc()
         if not self.accepting:  # accepted just before going away
@@ -87,10 +94,10 @@ class WebSocketEdge:
                 try:
                     nursery.start_soon(conn.writer)
                     nursery.start_soon(self.frames.catch_up.on_connect, conn)
-                    nursery.start_soon(self._reader, conn)
-                    nursery.start_soon(self._expire, conn)
-                    nursery.start_soon(self._keepalive, conn)
-                    await conn.closed.wait()
+                    self.timers.watch(conn)
+                    with conn.alive:  # cancelled by conn.close()
+                        await self._reader(conn)
+                        await conn.closed.wait()
                 finally:
                     # Before the nursery closes: a delivery must not start a task in it then.
                     self.hub.remove(conn)
@@ -110,8 +117,8 @@ class WebSocketEdge:
         if self.presence is None:
             return
         try:
-            await self.presence.register(conn.user_id, conn.device_id, conn.connection_id, ids.now_ms())
-            devices = await self.presence.online_devices(conn.user_id)
+            devices = await self.presence.register(conn.user_id, conn.device_id, conn.connection_id,
+                                                   ids.now_ms())
         except CacheUnavailable:
             logger.warning("gateway.presence_unavailable")
             return
@@ -123,10 +130,8 @@ class WebSocketEdge:
         if self.presence is None:
             return
         try:
-            # last_seen first: a reader between the two steps still sees the user online.
-            await self.presence.set_last_seen(conn.user_id, ids.now_ms())
-            await self.presence.unregister(conn.user_id, conn.device_id, conn.connection_id)
-            if await self.presence.online_devices(conn.user_id):
+            if await self.presence.unregister(conn.user_id, conn.device_id, conn.connection_id,
+                                              ids.now_ms()):
                 return
         except CacheUnavailable:
             logger.warning("gateway.presence_unavailable")
@@ -137,39 +142,16 @@ class WebSocketEdge:
         event = {"user_id": user_id, "status": status, "last_seen_ts": ids.now_ms()}
         await self.frames.bus.publish(f"im.evt.presence.{user_id}", orjson.dumps(event))
 
-    async def _expire(self, conn: Connection) -> None:
-        """Close with 4402 when the access token expires, unless an ``auth`` frame extended it."""
-        while (left := conn.claims.expires_at - ids.now_ms() / 1000) > 0:  # noqa: ASYNC110 - the deadline moves when the token is renewed
-            await trio.sleep(left)
-        conn.close(CLOSE_TOKEN_EXPIRED, "access token expired: refresh, then reconnect")
-
-    async def _keepalive(self, conn: Connection) -> None:
-        """Ping every interval and close with 4409 when no pong comes in time: a peer that
-        vanished without a FIN (a phone losing its network) would otherwise hold the socket
-        and look online forever while its events go nowhere. It never acked them, so they
-        come with the catch-up when the device reconnects."""
-        while True:
-            await trio.sleep(self.config.ping_interval_s)
-            try:
-                with trio.fail_after(self.config.ping_timeout_s):
-                    await conn.ws.ping()
-            except trio.TooSlowError:
-                logger.info("gateway.keepalive_timeout", user_id=conn.user_id, device_id=conn.device_id)
-                conn.close(CLOSE_KEEPALIVE_TIMEOUT, "keepalive timeout: reconnect")
-                return
-            except ConnectionClosed:
-                conn.close(1006, "socket closed")
-                return
-
     async def _reader(self, conn: Connection) -> None:
         """Take frames until the client closes or the gateway goes away; going away, the
         frames already taken are answered first, then the socket closes with 1001."""
-        limiter = trio.CapacityLimiter(self.config.sends_in_flight)
+        limiter: trio.CapacityLimiter | None = None  # made at the first frame: most sockets idle
         async with trio.open_nursery() as nursery:
             with conn.reading:
                 try:
                     while True:
                         text = await conn.ws.get_message()
+                        limiter = limiter or trio.CapacityLimiter(self.config.sends_in_flight)
                         await limiter.acquire_on_behalf_of(token := object())
                         nursery.start_soon(self._one_frame, conn, text, limiter, token)
                 except ConnectionClosed:

@@ -1,0 +1,93 @@
+"""SocketTimers: one task pings every socket and ends it at token expiry (4409 / 4402)."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import pytest
+import trio
+
+from libs.tokens import Claims
+from services.gateway.connection import CLOSE_KEEPALIVE_TIMEOUT, CLOSE_TOKEN_EXPIRED, Connection
+from services.gateway.timers import SocketTimers
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class Peer:
+    def __init__(self, answers: bool):
+        self.answers = answers
+        self.pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if not self.answers:
+            await trio.sleep_forever()
+
+
+def socket(peer: Peer, expires_in: float = 3600) -> Connection:
+    claims = Claims("u1", "d1", "s1", int(time.time() + expires_in))
+    return Connection(peer, claims, 8)  # type: ignore[arg-type]
+
+
+async def watched(timers: SocketTimers, conn: Connection, nursery: trio.Nursery) -> None:
+    conn.nursery = nursery
+    timers.watch(conn)
+
+
+async def test_a_peer_that_never_pongs_is_closed_with_4409() -> None:
+    timers = SocketTimers(ping_interval_s=0.05, ping_timeout_s=0.1)
+    conn = socket(Peer(answers=False))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        await watched(timers, conn, nursery)
+        with trio.fail_after(2):
+            await conn.closed.wait()
+        nursery.cancel_scope.cancel()
+    assert conn.close_code == CLOSE_KEEPALIVE_TIMEOUT
+
+
+async def test_a_live_peer_is_pinged_every_interval_and_kept() -> None:
+    timers = SocketTimers(ping_interval_s=0.05, ping_timeout_s=0.1)
+    peer = Peer(answers=True)
+    conn = socket(peer)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        await watched(timers, conn, nursery)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert not conn.closed.is_set()
+    assert 4 <= peer.pings <= 11
+
+
+async def test_an_expired_token_closes_with_4402_unless_renewed() -> None:
+    timers = SocketTimers(ping_interval_s=30, ping_timeout_s=10)
+    ending, renewed = socket(Peer(True), expires_in=1), socket(Peer(True), expires_in=1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        await watched(timers, ending, nursery)
+        await watched(timers, renewed, nursery)
+        renewed.claims = Claims("u1", "d1", "s1", int(time.time() + 3600))  # an auth frame
+        with trio.fail_after(3):
+            await ending.closed.wait()
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert ending.close_code == CLOSE_TOKEN_EXPIRED
+    assert not renewed.closed.is_set()
+    assert len(timers) == 1  # the renewed socket's next deadline
+
+
+async def test_a_closed_socket_is_forgotten_at_its_next_deadline() -> None:
+    timers = SocketTimers(ping_interval_s=0.05, ping_timeout_s=0.1)
+    peer = Peer(answers=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        conn = socket(peer)
+        await watched(timers, conn, nursery)
+        conn.close(1000, "client closed")
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert peer.pings == 0 and len(timers) == 0
+    del conn
+    gc.collect()
