@@ -1,18 +1,23 @@
-"""Scenario 2: idle WebSockets held open on one server, their memory and connect rate.
+"""Scenario 2: idle WebSockets held open on one server or several, memory and connect rate.
 
-Clients spread over worker processes, each binding its own loopback source address
-(127.0.0.2, .3, ...), so no source runs out of ephemeral ports. Each connection reads
+Clients spread over worker processes, at most ``SOCKETS_PER_WORKER`` each (a process may
+open 20,000 files here), each binding a loopback source address of its own (127.0.0.2, .3,
+..., new ones for every measurement), so no source runs out of ephemeral ports. Each connection reads
 whatever comes (the catch-up's frames, pings are answered by trio-websocket) and sends
 nothing. Figures: connects/s from the order to open until the last handshake completed
 (tokens issued beforehand: the handshake still verifies the token and asks auth whether
-the session is live), and the server's RSS growth over the open connections / count.
+the session is live), and each server's RSS growth over its open connections / their count.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import multiprocessing
+import os
 import queue
 import time
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,15 +29,21 @@ from .fleet import progress
 from .procs import rss_kib
 
 IN_FLIGHT = 64  # handshakes in flight per worker
+SOCKETS_PER_WORKER = 8000
+SOURCES = itertools.count(2)  # 127.0.0.<n>: every worker of every measurement its own
 
 
-async def hold(url: str, local: str, nursery: trio.Nursery, opened: list[int]) -> None:
+def workers_for(sockets: int, at_least: int) -> int:
+    return max(at_least, math.ceil(sockets / SOCKETS_PER_WORKER))
+
+
+async def hold(url: str, local: str, nursery: trio.Nursery, opened: Counter[str]) -> None:
     parts = urlsplit(url)
     stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80,
                                         local_address=local)
     ws = await wrap_client_stream(nursery, stream, parts.hostname or "127.0.0.1",
                                   f"{parts.path}?{parts.query}")
-    opened[0] += 1
+    opened[parts.netloc] += 1
     nursery.start_soon(read_all, ws)
 
 
@@ -45,7 +56,8 @@ async def read_all(ws: WebSocketConnection) -> None:
 
 
 async def open_and_hold(urls: list[str], local: str, orders: Any, inbox: Any) -> None:
-    opened, failed = [0], [0]
+    opened: Counter[str] = Counter()
+    failed = [0]
     limiter = trio.Semaphore(IN_FLIGHT)
     async with trio.open_nursery() as nursery:
         async def one(url: str) -> None:
@@ -58,7 +70,7 @@ async def open_and_hold(urls: list[str], local: str, orders: Any, inbox: Any) ->
         async with trio.open_nursery() as opening:
             for url in urls:
                 opening.start_soon(one, url)
-        inbox.put(("open", {"opened": opened[0], "failed": failed[0]}))
+        inbox.put(("open", {"opened": dict(opened), "failed": failed[0]}))
         await order(orders)
         nursery.cancel_scope.cancel()
 
@@ -73,7 +85,7 @@ def start_workers(urls: list[str], workers: int) -> tuple[list[Any], list[Any], 
     inbox = ctx.Queue()
     orders = [ctx.Queue() for _ in range(workers)]
     procs = [ctx.Process(target=idle_main, daemon=True,
-                         args=(urls[w::workers], f"127.0.0.{w + 2}", orders[w], inbox))
+                         args=(urls[w::workers], f"127.0.0.{next(SOURCES)}", orders[w], inbox))
              for w in range(workers)]
     for p in procs:
         p.start()
@@ -89,31 +101,54 @@ def stop_workers(procs: list[Any], orders: list[Any]) -> None:
             p.kill()
 
 
-def measure(label: str, urls: list[str], server_pid: int, workers: int) -> dict[str, Any]:
-    """Open every URL from ``workers`` processes; RSS and connect rate of ``server_pid``."""
+def spread(servers: dict[str, str], tokens: list[str]) -> list[str]:
+    """One URL per token, dealt out over the servers' WebSocket URLs in turn."""
+    urls = list(servers.values())
+    return [f"{urls[i % len(urls)]}?token={t}" for i, t in enumerate(tokens)]
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def measure(label: str, servers: dict[str, str], pids: dict[str, int], urls: list[str],
+            workers: int) -> dict[str, Any]:
+    """Open every URL (each on one of ``servers``: name -> ws URL) from at least ``workers``
+    processes; connect rate overall, RSS and open files of each server (``pids``)."""
+    workers = workers_for(len(urls), workers)
     procs, orders, inbox = start_workers(urls, workers)
     try:
         time.sleep(2.0)  # the workers are up (spawn imports trio) before the clock starts
-        rss_before, started = rss_kib(server_pid), time.monotonic()
+        before, started = {n: rss_kib(pids[n]) for n in servers}, time.monotonic()
         for box in orders:
             box.put("open")
-        answers = collect(label, inbox, workers, len(urls), started)
+        answers = collect(label, inbox, workers, len(urls), started, 60 + len(urls) / 100)
         elapsed = time.monotonic() - started
-        time.sleep(2.0)  # the server settles (buffers, presence writes) before RSS is read
-        rss_after = rss_kib(server_pid)
+        time.sleep(min(5.0, 1.0 + len(urls) / 10_000))  # the servers settle (buffers,
+        # presence writes) before RSS is read
+        after = {n: (rss_kib(pids[n]), open_fds(pids[n])) for n in servers}
     finally:
         stop_workers(procs, orders)
-    opened = sum(a["opened"] for a in answers)
-    result = {"wanted": len(urls), "opened": opened, "failed": sum(a["failed"] for a in answers),
-              "connects_per_s": opened / elapsed, "rss_before_kib": rss_before,
-              "rss_after_kib": rss_after,
-              "kib_per_connection": (rss_after - rss_before) / max(opened, 1)}
+    opened = Counter[str]()
+    for answer in answers:
+        opened.update(answer["opened"])
+    each = {n: server_figures(opened[urlsplit(url).netloc], before[n], *after[n])
+            for n, url in servers.items()}
+    worst = max(each.values(), key=lambda s: s["kib_per_connection"])
+    result = {**worst, "wanted": len(urls), "opened": sum(opened.values()), "workers": workers,
+              "failed": sum(a["failed"] for a in answers), "servers": each,
+              "connects_per_s": sum(opened.values()) / elapsed}
     print(f"[{label}] idle: {result}", flush=True)
     return result
 
 
+def server_figures(opened: int, rss_before: int, rss_after: int, fds: int) -> dict[str, Any]:
+    return {"opened": opened, "rss_before_kib": rss_before, "rss_after_kib": rss_after,
+            "kib_per_connection": (rss_after - rss_before) / max(opened, 1), "open_files": fds}
+
+
 def collect(label: str, inbox: Any, workers: int, wanted: int, started: float,
-            timeout: float = 300) -> list[dict[str, Any]]:
+            timeout: float) -> list[dict[str, Any]]:
     answers: list[dict[str, Any]] = []
     while len(answers) < workers:
         progress(f"[{label}] idle: opening {wanted:,} WebSockets, "

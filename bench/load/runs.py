@@ -21,10 +21,11 @@ from libs.natsd import free_port
 from tests.checker import Expectations, Run, check, wait_stored
 from tools.stack import Stack, isolated_stack
 
-from . import idle, steps
+from . import steps
 from .clients import DRAIN_S, Pair
 from .fleet import Fleet, progress
-from .people import accounts, product_pairs, relay_pairs
+from .idle_runs import product_idle, relay_idle
+from .people import product_pairs, relay_pairs
 from .procs import Profile, cpu_of, stack_pids
 
 # Cheap password hashes (setup registers thousands of users) and tokens that outlive a run.
@@ -40,6 +41,8 @@ class Options:
     rates: list[float]
     seconds: float
     idle: int
+    idle_gateways: int
+    idle_spread: int
     members: int
     messages: int
     backlog_rounds: int
@@ -81,11 +84,11 @@ def relay_run(opts: Options) -> dict[str, Any]:
             done = steps.rising(fleet, "relay", opts.rates, opts.seconds, pids)
         finally:
             fleet.finish()
-        urls = [f"{relay.url}?token=idle{i}" for i in range(opts.idle)]
-        held = idle.measure("relay", urls, relay.process.pid, opts.workers) if opts.idle else None
+        held = relay_idle(relay.url, relay.process.pid, opts.idle, opts.idle_spread,
+                          opts.workers)
     finally:
         relay.stop()
-    return {"steps": done, "idle": held}
+    return {"steps": done, **held}
 
 
 # ---- the product -------------------------------------------------------------------------
@@ -165,7 +168,7 @@ def rate_run(stack: Stack, opts: Options, label: str, ws_urls: list[str],
     """Scenario 1 (and 6) with the history check, on a running stack."""
     pids = stack_pids(stack)
     progress(f"[{label}] registering {2 * opts.pairs:,} users, {opts.pairs:,} direct chats")
-    pairs = trio.run(product_pairs, stack.api, ws_urls, opts.pairs)
+    pairs = product_pairs(stack.api, ws_urls, opts.pairs)
     found: dict[str, Profile] = {}
     fleet = Fleet.start(pairs, False, opts.workers)
     try:
@@ -189,12 +192,8 @@ def product_run(opts: Options) -> dict[str, Any]:
         if opts.backlog_rounds:
             result["backlog"] = trio.run(delivery.backlog, stack.api, stack.ws_url,
                                          opts.backlog_rounds, 1000)
-        if opts.idle:
-            progress(f"[product] idle: registering {opts.idle:,} users")
-            tokens = [t for t, _ in trio.run(accounts, stack.api, opts.idle)]
-            urls = [f"{stack.ws_url}?token={t}" for t in tokens]
-            result["idle"] = idle.measure("product", urls, stack.processes["gateway"].pid,
-                                          opts.workers)
+        result.update(product_idle(stack, opts.idle, opts.idle_gateways, opts.idle_spread,
+                                   opts.workers))
     if opts.members:
         result["fanout"] = group_run(opts)
     return result
