@@ -122,7 +122,7 @@ def measure(label: str, servers: dict[str, str], pids: dict[str, int], urls: lis
         before, started = {n: rss_kib(pids[n]) for n in servers}, time.monotonic()
         for box in orders:
             box.put("open")
-        answers = collect(label, inbox, workers, len(urls), started, 60 + len(urls) / 100)
+        answers = collect(label, inbox, workers, len(urls), started, 60 + len(urls) / 20)
         elapsed = time.monotonic() - started
         time.sleep(min(5.0, 1.0 + len(urls) / 10_000))  # the servers settle (buffers,
         # presence writes) before RSS is read
