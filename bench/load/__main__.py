@@ -1,7 +1,8 @@
 """Load tool: the product against a bare relay, the same clients, the same run.
 
     python -m bench.load [--pairs N] [--workers N] [--rates R,R,...] [--seconds S]
-                         [--idle N] [--idle-gateways G] [--idle-spread N] [--members N] [--messages N] [--backlog-rounds N]
+                         [--idle N] [--idle-gateways G] [--idle-spread N]
+                         [--idle-seconds S] [--members N] [--messages N] [--backlog-rounds N]
                          [--no-horizontal] [--no-profile] [--smoke] [--out DIR]
                          [--write BENCHMARKS.md] [--report-only]
 
@@ -45,6 +46,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="gateway processes the --idle-spread sockets are dealt over")
     parser.add_argument("--idle-spread", type=int, default=6000,
                         help="idle WebSockets over --idle-gateways gateways (0: skip)")
+    parser.add_argument("--idle-seconds", type=float, default=0.0,
+                        help="stop opening idle sockets after S s and report what is open "
+                             "(0: 60 s + 1 s per 20 sockets)")
     parser.add_argument("--members", type=int, default=500, help="group size (0: skip)")
     parser.add_argument("--messages", type=int, default=20, help="group messages")
     parser.add_argument("--backlog-rounds", type=int, default=3, help="1,000-pending drains")
@@ -64,7 +68,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def options(args: argparse.Namespace, out: Path) -> runs.Options:
     return runs.Options(args.pairs, args.workers, [float(r) for r in args.rates.split(",")],
-                        args.seconds, args.idle, args.idle_gateways, args.idle_spread, args.members, args.messages, args.backlog_rounds,
+                        args.seconds, args.idle, args.idle_gateways, args.idle_spread, args.idle_seconds,
+                        args.members, args.messages, args.backlog_rounds,
                         not args.no_horizontal,
                         None if args.no_profile else out / "load-profile.txt")
 

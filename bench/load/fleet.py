@@ -26,8 +26,9 @@ class Fleet:
     inbox: Any
 
     @classmethod
-    def start(cls, pairs: list[Pair], relay: bool, workers: int, timeout: float = 120) -> Fleet:
-        """``workers`` processes, the pairs dealt out among them; once all are connected."""
+    def start(cls, pairs: list[Pair], relay: bool, workers: int) -> Fleet:
+        """``workers`` processes, the pairs dealt out among them; once all are connected
+        (allowing 20 handshakes/s: a loaded shared machine)."""
         ctx = multiprocessing.get_context("spawn")
         inbox = ctx.Queue()
         shares = [pairs[w::workers] for w in range(workers) if pairs[w::workers]]
@@ -37,7 +38,7 @@ class Fleet:
         for process in processes:
             process.start()
         fleet = cls(processes, orders, inbox)
-        fleet.gather("ready", timeout)
+        fleet.gather("ready", 120 + len(pairs) / 10)
         return fleet
 
     def ask(self, command: tuple[Any, ...], timeout: float,

@@ -55,7 +55,16 @@ async def read_all(ws: WebSocketConnection) -> None:
         pass
 
 
-async def open_and_hold(urls: list[str], local: str, orders: Any, inbox: Any) -> None:
+async def stop_when(enough: Any, scope: trio.CancelScope) -> None:
+    while not enough.is_set():  # noqa: ASYNC110 - a multiprocessing.Event, set by the parent
+        await trio.sleep(0.25)
+    scope.cancel()
+
+
+async def open_and_hold(urls: list[str], local: str, orders: Any, enough: Any,
+                        inbox: Any) -> None:
+    """On order: open every URL (or as many as are open when ``enough`` is set), report,
+    and hold them until the next order."""
     opened: Counter[str] = Counter()
     failed = [0]
     limiter = trio.Semaphore(IN_FLIGHT)
@@ -68,28 +77,33 @@ async def open_and_hold(urls: list[str], local: str, orders: Any, inbox: Any) ->
                     failed[0] += 1
         await order(orders)
         async with trio.open_nursery() as opening:
-            for url in urls:
-                opening.start_soon(one, url)
+            opening.start_soon(stop_when, enough, opening.cancel_scope)
+            async with trio.open_nursery() as each:
+                for url in urls:
+                    each.start_soon(one, url)
+            opening.cancel_scope.cancel()
         inbox.put(("open", {"opened": dict(opened), "failed": failed[0]}))
         await order(orders)
         nursery.cancel_scope.cancel()
 
 
-def idle_main(urls: list[str], local: str, orders: Any, inbox: Any) -> None:
-    trio.run(open_and_hold, urls, local, orders, inbox)
+def idle_main(urls: list[str], local: str, orders: Any, enough: Any, inbox: Any) -> None:
+    trio.run(open_and_hold, urls, local, orders, enough, inbox)
 
 
-def start_workers(urls: list[str], workers: int) -> tuple[list[Any], list[Any], Any]:
-    """``workers`` processes, each with its share of the URLs and a source address of its own."""
+def start_workers(urls: list[str], workers: int) -> tuple[list[Any], list[Any], Any, Any]:
+    """``workers`` processes, each with its share of the URLs and a source address of its
+    own; and the event that tells them to stop opening."""
     ctx = multiprocessing.get_context("spawn")
-    inbox = ctx.Queue()
+    inbox, enough = ctx.Queue(), ctx.Event()
     orders = [ctx.Queue() for _ in range(workers)]
     procs = [ctx.Process(target=idle_main, daemon=True,
-                         args=(urls[w::workers], f"127.0.0.{next(SOURCES)}", orders[w], inbox))
+                         args=(urls[w::workers], f"127.0.0.{next(SOURCES)}", orders[w], enough,
+                               inbox))
              for w in range(workers)]
     for p in procs:
         p.start()
-    return procs, orders, inbox
+    return procs, orders, enough, inbox
 
 
 def stop_workers(procs: list[Any], orders: list[Any]) -> None:
@@ -112,17 +126,19 @@ def open_fds(pid: int) -> int:
 
 
 def measure(label: str, servers: dict[str, str], pids: dict[str, int], urls: list[str],
-            workers: int) -> dict[str, Any]:
+            workers: int, seconds: float = 0) -> dict[str, Any]:
     """Open every URL (each on one of ``servers``: name -> ws URL) from at least ``workers``
-    processes; connect rate overall, RSS and open files of each server (``pids``)."""
+    processes; connect rate overall, RSS and open files of each server (``pids``). Opening
+    stops after ``seconds`` (0: 60 + 1 s per 20 sockets) with what is open by then."""
     workers = workers_for(len(urls), workers)
-    procs, orders, inbox = start_workers(urls, workers)
+    procs, orders, enough, inbox = start_workers(urls, workers)
     try:
         time.sleep(2.0)  # the workers are up (spawn imports trio) before the clock starts
         before, started = {n: rss_kib(pids[n]) for n in servers}, time.monotonic()
         for box in orders:
             box.put("open")
-        answers = collect(label, inbox, workers, len(urls), started, 60 + len(urls) / 20)
+        answers, cut = collect(label, inbox, enough, workers, len(urls), started,
+                               seconds or 60 + len(urls) / 20)
         elapsed = time.monotonic() - started
         time.sleep(min(5.0, 1.0 + len(urls) / 10_000))  # the servers settle (buffers,
         # presence writes) before RSS is read
@@ -136,6 +152,7 @@ def measure(label: str, servers: dict[str, str], pids: dict[str, int], urls: lis
             for n, url in servers.items()}
     worst = max(each.values(), key=lambda s: s["kib_per_connection"])
     result = {**worst, "wanted": len(urls), "opened": sum(opened.values()), "workers": workers,
+              "cut_at_s": cut,
               "failed": sum(a["failed"] for a in answers), "servers": each,
               "connects_per_s": sum(opened.values()) / elapsed}
     print(f"[{label}] idle: {result}", flush=True)
@@ -147,16 +164,23 @@ def server_figures(opened: int, rss_before: int, rss_after: int, fds: int) -> di
             "kib_per_connection": (rss_after - rss_before) / max(opened, 1), "open_files": fds}
 
 
-def collect(label: str, inbox: Any, workers: int, wanted: int, started: float,
-            timeout: float) -> list[dict[str, Any]]:
+def collect(label: str, inbox: Any, enough: Any, workers: int, wanted: int, started: float,
+            timeout: float) -> tuple[list[dict[str, Any]], float | None]:
+    """Every worker's answer; past ``timeout`` the workers stop opening and report what
+    they hold (then the seconds it was cut at come back too, else None)."""
     answers: list[dict[str, Any]] = []
+    cut: float | None = None
     while len(answers) < workers:
-        progress(f"[{label}] idle: opening {wanted:,} WebSockets, "
-                 f"{time.monotonic() - started:.0f} s, {len(answers)}/{workers} workers done")
+        elapsed = time.monotonic() - started
+        progress(f"[{label}] idle: opening {wanted:,} WebSockets, {elapsed:.0f} s, "
+                 f"{len(answers)}/{workers} workers done" + (" (cut: time is up)" if cut else ""))
         try:
             answers.append(inbox.get(timeout=0.5)[1])
         except queue.Empty:
-            if time.monotonic() - started > timeout:
+            if cut is None and elapsed > timeout:
+                cut = elapsed
+                enough.set()
+            elif cut is not None and elapsed > cut + 60:
                 raise TimeoutError(f"idle: {len(answers)} of {workers} workers done") from None
     progress("")
-    return answers
+    return answers, cut

@@ -28,7 +28,8 @@ def let_close(sockets: int) -> None:
     time.sleep(min(8.0, 1.0 + sockets / 5000))
 
 
-def relay_idle(url: str, pid: int, count: int, spread: int, workers: int) -> dict[str, Any]:
+def relay_idle(url: str, pid: int, count: int, spread: int, workers: int,
+               seconds: float) -> dict[str, Any]:
     """The relay with ``count`` sockets, and with ``spread`` sockets when one process can
     hold them (the same count the product spreads over several gateways)."""
     found: dict[str, Any] = {}
@@ -37,13 +38,14 @@ def relay_idle(url: str, pid: int, count: int, spread: int, workers: int) -> dic
             found[key] = found["idle"]
         elif 0 < n <= ONE_PROCESS_MAX:
             urls = [f"{url}?token=idle{i}" for i in range(n)]
-            found[key] = idle.measure("relay", {"relay": url}, {"relay": pid}, urls, workers)
+            found[key] = idle.measure("relay", {"relay": url}, {"relay": pid}, urls, workers,
+                                      seconds)
             let_close(n)
     return found
 
 
-def product_idle(stack: Stack, count: int, gateways: int, spread: int,
-                 workers: int) -> dict[str, Any]:
+def product_idle(stack: Stack, count: int, gateways: int, spread: int, workers: int,
+                 seconds: float) -> dict[str, Any]:
     """``count`` sockets on the stack's gateway, then ``spread`` over ``gateways`` new ones."""
     wanted = max(count, spread)
     if not wanted:
@@ -56,13 +58,14 @@ def product_idle(stack: Stack, count: int, gateways: int, spread: int,
     if count:
         one = {"gateway": stack.ws_url}
         found["idle"] = idle.measure("product", one, {"gateway": stack.processes["gateway"].pid},
-                                     idle.spread(one, tokens[:count]), workers)
+                                     idle.spread(one, tokens[:count]), workers, seconds)
         let_close(count)
     if spread:
         servers = {f"idle-gw{g + 1}": stack.start_gateway(f"idle-gw{g + 1}")[1]
                    for g in range(gateways)}
         pids = {name: stack.processes[name].pid for name in servers}
         found["idle_spread"] = {**idle.measure(f"product, {gateways} gateways", servers, pids,
-                                               idle.spread(servers, tokens[:spread]), workers),
+                                               idle.spread(servers, tokens[:spread]), workers,
+                                               seconds),
                                 "gateways": gateways}
     return found

@@ -43,6 +43,7 @@ class Options:
     idle: int
     idle_gateways: int
     idle_spread: int
+    idle_seconds: float  # longest time opening one idle measurement's sockets (0: by count)
     members: int
     messages: int
     backlog_rounds: int
@@ -85,7 +86,7 @@ def relay_run(opts: Options) -> dict[str, Any]:
         finally:
             fleet.finish()
         held = relay_idle(relay.url, relay.process.pid, opts.idle, opts.idle_spread,
-                          opts.workers)
+                          opts.workers, opts.idle_seconds)
     finally:
         relay.stop()
     return {"steps": done, **held}
@@ -193,7 +194,7 @@ def product_run(opts: Options) -> dict[str, Any]:
             result["backlog"] = trio.run(delivery.backlog, stack.api, stack.ws_url,
                                          opts.backlog_rounds, 1000)
         result.update(product_idle(stack, opts.idle, opts.idle_gateways, opts.idle_spread,
-                                   opts.workers))
+                                   opts.workers, opts.idle_seconds))
     if opts.members:
         result["fanout"] = group_run(opts)
     return result

@@ -75,12 +75,17 @@ def peak_row(product: dict[str, Any], relay: dict[str, Any]) -> list[str]:
             ratio(ours, base), "", ""]
 
 
+def opened_text(found: dict[str, Any]) -> str:
+    cut = found.get("cut_at_s")
+    return f"{found['opened']:,} of {found['wanted']:,}" + (f" (cut at {cut:.0f} s)" if cut else "")
+
+
 def idle_rows(product: dict[str, Any], relay: dict[str, Any]) -> list[list[str]]:
     ours, base = product.get("idle"), relay.get("idle")
     if not ours or not base:
         return []
     return [
-        ["2 idle", "WebSockets open on one gateway", f"{ours['opened']:,} of {ours['wanted']:,}",
+        ["2 idle", "WebSockets open on one gateway", opened_text(ours),
          f"{base['opened']:,}", "", "≥ 19,000", mark(ours["opened"] >= 19000)],
         *memory_and_rate("2 idle", "RSS per connection (KiB)", ours, base)]
 
@@ -108,8 +113,7 @@ def spread_rows(product: dict[str, Any], relay: dict[str, Any]) -> list[list[str
     name = f"2b idle, {ours['gateways']} gateways"
     return [
         [name, f"WebSockets open across {ours['gateways']} gateway processes",
-         f"{ours['opened']:,} of {ours['wanted']:,}",
-         f"{base['opened']:,} (one process)" if base else "– (over one process's 20,000 files)",
+         opened_text(ours), f"{base['opened']:,} (one process)" if base else "– (over one process's 20,000 files)",
          "", "≥ 50,000", mark(ours["opened"] >= 50000)],
         *memory_and_rate(name, "RSS per connection (KiB), worst gateway", ours, base)]
 
