@@ -37,22 +37,27 @@ def workers_for(sockets: int, at_least: int) -> int:
     return max(at_least, math.ceil(sockets / SOCKETS_PER_WORKER))
 
 
-async def hold(url: str, local: str, nursery: trio.Nursery, opened: Counter[str]) -> None:
+async def hold(url: str, local: str, nursery: trio.Nursery, opened: Counter[str],
+               held: Counter[str]) -> None:
     parts = urlsplit(url)
     stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80,
                                         local_address=local)
     ws = await wrap_client_stream(nursery, stream, parts.hostname or "127.0.0.1",
                                   f"{parts.path}?{parts.query}")
     opened[parts.netloc] += 1
-    nursery.start_soon(read_all, ws)
+    held[parts.netloc] += 1
+    nursery.start_soon(read_all, ws, parts.netloc, held)
 
 
-async def read_all(ws: WebSocketConnection) -> None:
+async def read_all(ws: WebSocketConnection, server: str, held: Counter[str]) -> None:
+    """Reads (pongs go out meanwhile) until the socket closes; then it is no longer held."""
     try:
         while True:
             await ws.get_message()
     except ConnectionClosed:
         pass
+    finally:
+        held[server] -= 1
 
 
 async def stop_when(enough: Any, scope: trio.CancelScope) -> None:
@@ -66,13 +71,14 @@ async def open_and_hold(urls: list[str], local: str, orders: Any, enough: Any,
     """On order: open every URL (or as many as are open when ``enough`` is set), report,
     and hold them until the next order."""
     opened: Counter[str] = Counter()
+    held: Counter[str] = Counter()  # opened and not closed since (e.g. by a ping timeout)
     failed = [0]
     limiter = trio.Semaphore(IN_FLIGHT)
     async with trio.open_nursery() as nursery:
         async def one(url: str) -> None:
             async with limiter:
                 try:
-                    await hold(url, local, nursery, opened)
+                    await hold(url, local, nursery, opened, held)
                 except Exception:  # noqa: BLE001 - counted: a refused socket is a figure
                     failed[0] += 1
         await order(orders)
@@ -83,6 +89,8 @@ async def open_and_hold(urls: list[str], local: str, orders: Any, enough: Any,
                     each.start_soon(one, url)
             opening.cancel_scope.cancel()
         inbox.put(("open", {"opened": dict(opened), "failed": failed[0]}))
+        await order(orders)  # "held": how many are still open once the RSS was read
+        inbox.put(("held", dict(held)))
         await order(orders)
         nursery.cancel_scope.cancel()
 
@@ -106,9 +114,11 @@ def start_workers(urls: list[str], workers: int) -> tuple[list[Any], list[Any], 
     return procs, orders, enough, inbox
 
 
-def stop_workers(procs: list[Any], orders: list[Any]) -> None:
+def stop_workers(procs: list[Any], orders: list[Any], enough: Any) -> None:
+    enough.set()  # a worker still opening stops
     for box in orders:
         box.put("close")
+        box.put("close")  # a worker stopped before "held" reads one order more
     for p in procs:
         p.join(timeout=30)
         if p.is_alive():
@@ -143,25 +153,41 @@ def measure(label: str, servers: dict[str, str], pids: dict[str, int], urls: lis
         time.sleep(min(5.0, 1.0 + len(urls) / 10_000))  # the servers settle (buffers,
         # presence writes) before RSS is read
         after = {n: (rss_kib(pids[n]), open_fds(pids[n])) for n in servers}
+        held = still_held(orders, inbox)
     finally:
-        stop_workers(procs, orders)
+        stop_workers(procs, orders, enough)
     opened = Counter[str]()
     for answer in answers:
         opened.update(answer["opened"])
-    each = {n: server_figures(opened[urlsplit(url).netloc], before[n], *after[n])
-            for n, url in servers.items()}
+    each = {n: server_figures(opened[urlsplit(url).netloc], held[urlsplit(url).netloc],
+                              before[n], *after[n]) for n, url in servers.items()}
     worst = max(each.values(), key=lambda s: s["kib_per_connection"])
     result = {**worst, "wanted": len(urls), "opened": sum(opened.values()), "workers": workers,
-              "cut_at_s": cut,
-              "failed": sum(a["failed"] for a in answers), "servers": each,
+              "held": sum(held.values()), "cut_at_s": cut, "servers": each,
+              "failed": sum(a["failed"] for a in answers),
               "connects_per_s": sum(opened.values()) / elapsed}
     print(f"[{label}] idle: {result}", flush=True)
     return result
 
 
-def server_figures(opened: int, rss_before: int, rss_after: int, fds: int) -> dict[str, Any]:
-    return {"opened": opened, "rss_before_kib": rss_before, "rss_after_kib": rss_after,
-            "kib_per_connection": (rss_after - rss_before) / max(opened, 1), "open_files": fds}
+def still_held(orders: list[Any], inbox: Any, timeout: float = 60) -> Counter[str]:
+    """Sockets still open per server (host:port), summed over the workers."""
+    for box in orders:
+        box.put("held")
+    held = Counter[str]()
+    for _ in orders:
+        tag, counts = inbox.get(timeout=timeout)
+        assert tag == "held", tag
+        held.update(counts)
+    return held
+
+
+def server_figures(opened: int, held: int, rss_before: int, rss_after: int,
+                   fds: int) -> dict[str, Any]:
+    """RSS growth per socket the server still holds (a socket it closed frees its memory)."""
+    return {"opened": opened, "held": held, "rss_before_kib": rss_before,
+            "rss_after_kib": rss_after, "kib_per_connection": (rss_after - rss_before) / max(held, 1),
+            "open_files": fds}
 
 
 def collect(label: str, inbox: Any, enough: Any, workers: int, wanted: int, started: float,

@@ -76,8 +76,10 @@ def peak_row(product: dict[str, Any], relay: dict[str, Any]) -> list[str]:
 
 
 def opened_text(found: dict[str, Any]) -> str:
-    cut = found.get("cut_at_s")
-    return f"{found['opened']:,} of {found['wanted']:,}" + (f" (cut at {cut:.0f} s)" if cut else "")
+    cut, held = found.get("cut_at_s"), found.get("held", found["opened"])
+    return (f"{held:,} of {found['wanted']:,}" + (f" (cut at {cut:.0f} s)" if cut else "")
+            + (f" ({found['opened'] - held:,} more opened, closed by then)"
+               if held < found["opened"] else ""))
 
 
 def idle_rows(product: dict[str, Any], relay: dict[str, Any]) -> list[list[str]]:
@@ -86,7 +88,7 @@ def idle_rows(product: dict[str, Any], relay: dict[str, Any]) -> list[list[str]]
         return []
     return [
         ["2 idle", "WebSockets open on one gateway", opened_text(ours),
-         f"{base['opened']:,}", "", "≥ 19,000", mark(ours["opened"] >= 19000)],
+         f"{base['opened']:,}", "", "≥ 19,000", mark(ours.get("held", ours["opened"]) >= 19000)],
         *memory_and_rate("2 idle", "RSS per connection (KiB)", ours, base)]
 
 
@@ -114,7 +116,7 @@ def spread_rows(product: dict[str, Any], relay: dict[str, Any]) -> list[list[str
     return [
         [name, f"WebSockets open across {ours['gateways']} gateway processes",
          opened_text(ours), f"{base['opened']:,} (one process)" if base else "– (over one process's 20,000 files)",
-         "", "≥ 50,000", mark(ours["opened"] >= 50000)],
+         "", "≥ 50,000", mark(ours.get("held", ours["opened"]) >= 50000)],
         *memory_and_rate(name, "RSS per connection (KiB), worst gateway", ours, base)]
 
 
@@ -125,7 +127,7 @@ def idle_detail(product: dict[str, Any]) -> str:
         if found := product.get(key):
             parts.append(("One gateway" if key == "idle" else f"{len(found['servers'])} gateways")
                          + f" ({found['workers']} client processes): " + "; ".join(
-                f"{name} {s['opened']:,} sockets, RSS {s['rss_before_kib'] / 1024:,.0f} → "
+                f"{name} {s.get('held', s['opened']):,} sockets held, RSS {s['rss_before_kib'] / 1024:,.0f} → "
                 f"{s['rss_after_kib'] / 1024:,.0f} MiB ({s['kib_per_connection']:.1f} KiB each), "
                 f"{s['open_files']:,} open files" for name, s in found["servers"].items()))
     if tokens := product.get("idle_tokens"):

@@ -99,4 +99,4 @@ def test_spread_rows_judge_the_worst_gateway_and_say_when_the_relay_cannot_compa
     assert rows[2][2] == "1,200" and rows[2][-1] == "✓"
     relay = {"idle_spread": {"opened": 300, "kib_per_connection": 15.0, "connects_per_s": 2400.0}}
     assert tables.spread_rows(product, relay)[1][4] == "2.00"
-    assert "idle-gw2 100 sockets" in tables.idle_detail(product)
+    assert "idle-gw2 100 sockets held" in tables.idle_detail(product)
