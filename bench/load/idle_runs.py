@@ -2,7 +2,8 @@
 spread over several gateway processes of the same stack.
 
 A process may open 20,000 files here (hard limit), so one server holds at most
-``ONE_PROCESS_MAX`` sockets: the relay baseline is measured only up to that count. The
+``ONE_PROCESS_MAX`` sockets: the relay baseline is measured only up to that count, on a
+fresh relay process for each count. The
 product's tokens are issued once, for the larger of the two counts, ``DEVICES_PER_USER``
 devices per user; the spread reuses the single-gateway run's devices on fresh gateway
 processes (their RSS growth is not flattered by memory the first run left behind).
@@ -11,6 +12,7 @@ processes (their RSS growth is not flattered by memory the first run left behind
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tools.stack import Stack
@@ -28,19 +30,23 @@ def let_close(sockets: int) -> None:
     time.sleep(min(8.0, 1.0 + sockets / 5000))
 
 
-def relay_idle(url: str, pid: int, count: int, spread: int, workers: int,
+def relay_idle(start: Callable[[], Any], count: int, spread: int, workers: int,
                seconds: float) -> dict[str, Any]:
-    """The relay with ``count`` sockets, and with ``spread`` sockets when one process can
-    hold them (the same count the product spreads over several gateways)."""
+    """A fresh relay (``start()``: .url, .process, .stop()) with ``count`` sockets, another
+    with ``spread`` sockets when one process can hold them (the count the product spreads
+    over several gateways)."""
     found: dict[str, Any] = {}
     for key, n in (("idle", count), ("idle_spread", spread)):
         if n == count and "idle" in found:
             found[key] = found["idle"]
         elif 0 < n <= ONE_PROCESS_MAX:
-            urls = [f"{url}?token=idle{i}" for i in range(n)]
-            found[key] = idle.measure("relay", {"relay": url}, {"relay": pid}, urls, workers,
-                                      seconds)
-            let_close(n)
+            relay = start()
+            try:
+                urls = [f"{relay.url}?token=idle{i}" for i in range(n)]
+                found[key] = idle.measure("relay", {"relay": relay.url},
+                                          {"relay": relay.process.pid}, urls, workers, seconds)
+            finally:
+                relay.stop()
     return found
 
 

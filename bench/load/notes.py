@@ -34,8 +34,11 @@ WebSockets; everything on loopback, every loop bounded in count and time.
    after the last one opened, and its open files then. The relay is measured the same way.
    2b: the same devices again, dealt evenly over G fresh gateway processes of the same
    stack (`--idle-gateways`, `--idle-spread`); RSS per connection of the worst gateway,
-   connects/s overall. The relay holds the same count on one process when it can (at most
-   19,000 sockets: 20,000 open files per process here).
+   connects/s overall. The relay holds the same count on one fresh process when it can
+   (at most 19,000 sockets: 20,000 open files per process here). RSS per connection
+   divides by the sockets still open when RSS is read; a socket the gateway closed in the
+   meantime (e.g. a pong later than `NJ_GATEWAY_PING_TIMEOUT_S` on a starved machine) is
+   shown as opened but not held.
 3. Group: `bench.fanout.run` on a stack of its own (members in one client process).
 4. History: the figures of the history section above (`bench.history`, 1 M rows; 10 M rows
    load for hours here, so they are not re-run by this tool).

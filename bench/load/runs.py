@@ -85,11 +85,10 @@ def relay_run(opts: Options) -> dict[str, Any]:
             done = steps.rising(fleet, "relay", opts.rates, opts.seconds, pids)
         finally:
             fleet.finish()
-        held = relay_idle(relay.url, relay.process.pid, opts.idle, opts.idle_spread,
-                          opts.workers, opts.idle_seconds)
     finally:
         relay.stop()
-    return {"steps": done, **held}
+    return {"steps": done, **relay_idle(Relay, opts.idle, opts.idle_spread, opts.workers,
+                                        opts.idle_seconds)}
 
 
 # ---- the product -------------------------------------------------------------------------
