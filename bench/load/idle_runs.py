@@ -57,9 +57,9 @@ def product_idle(stack: Stack, count: int, gateways: int, spread: int, workers: 
     if not wanted:
         return {}
     progress(f"[product] idle: {wanted:,} tokens, {DEVICES_PER_USER} devices per user")
-    tokens, seconds = issue_tokens(stack.api, wanted, DEVICES_PER_USER)
-    found: dict[str, Any] = {"idle_tokens": {"tokens": wanted, "seconds": seconds,
-                                             "per_s": wanted / seconds,
+    tokens, took = issue_tokens(stack.api, wanted, DEVICES_PER_USER)
+    found: dict[str, Any] = {"idle_tokens": {"tokens": wanted, "seconds": took,
+                                             "per_s": wanted / took,
                                              "devices_per_user": DEVICES_PER_USER}}
     if count:
         one = {"gateway": stack.ws_url}
