@@ -60,9 +60,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--report-only", action="store_true",
                         help="no runs: report OUT/load.json again (tables, plot, section)")
     args = parser.parse_args(argv + SMOKE if "--smoke" in argv else argv)
-    if min(float(r) for r in args.rates.split(",")) * args.seconds < args.pairs:
-        parser.error("every pair sends at least once a step: --rates × --seconds must be at "
-                     "least --pairs (else a step lasts pairs / rate seconds)")
+    if args.pairs / min(float(r) for r in args.rates.split(",")) > max(args.seconds, 30):
+        parser.error("every pair sends at least once a step, so a step lasts at least "
+                     "--pairs / rate seconds: raise the lowest of --rates")
     if args.idle > ONE_PROCESS_MAX or args.idle_spread > ONE_PROCESS_MAX * max(args.idle_gateways, 0):
         parser.error(f"a gateway process holds at most {ONE_PROCESS_MAX:,} sockets here "
                      "(20,000 open files): lower --idle / --idle-spread or add --idle-gateways")

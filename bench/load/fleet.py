@@ -24,6 +24,7 @@ class Fleet:
     processes: list[Any]
     orders: list[Any]
     inbox: Any
+    pairs: int
 
     @classmethod
     def start(cls, pairs: list[Pair], relay: bool, workers: int) -> Fleet:
@@ -37,7 +38,7 @@ class Fleet:
                      for share, box in zip(shares, orders, strict=True)]
         for process in processes:
             process.start()
-        fleet = cls(processes, orders, inbox)
+        fleet = cls(processes, orders, inbox, len(pairs))
         fleet.gather("ready", 120 + len(pairs) / 10)
         return fleet
 

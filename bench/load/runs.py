@@ -142,11 +142,12 @@ def hottest_profile(found: dict[str, Profile], first: dict[str, Any]) -> dict[st
 
 def reconnect_round(fleet: Fleet) -> dict[str, Any]:
     """Scenario 6: recipients leave, one message each waits, all come back within 5 s."""
-    fleet.ask(("leave",), 60)
+    fleet.ask(("leave",), 60 + fleet.pairs / 20)
     time.sleep(1.0)  # their gateway let them go: the message will be pending, not pushed
     fleet.ask(("one_each",), 120)
     time.sleep(1.0)
-    answers = fleet.ask(("reconnect", RECONNECT_SPREAD_S), RECONNECT_SPREAD_S + DRAIN_S + 120)
+    answers = fleet.ask(("reconnect", RECONNECT_SPREAD_S),
+                        RECONNECT_SPREAD_S + DRAIN_S + 120 + fleet.pairs / 20)
     first = [ms for a in answers for ms in a["first_ms"]]
     result = {"clients": sum(a["sent"] for a in answers), "spread_s": RECONNECT_SPREAD_S,
               "arrived": sum(a["arrived"] for a in answers),
