@@ -1,7 +1,8 @@
 """Load tool: the product against a bare relay, the same clients, the same run.
 
     python -m bench.load [--pairs N] [--workers N] [--rates R,R,...] [--seconds S]
-                         [--idle N] [--members N] [--messages N] [--backlog-rounds N]
+                         [--idle N] [--idle-gateways G] [--idle-spread N]
+                         [--idle-seconds S] [--members N] [--messages N] [--backlog-rounds N]
                          [--no-horizontal] [--no-profile] [--smoke] [--out DIR]
                          [--write BENCHMARKS.md] [--report-only]
 
@@ -26,9 +27,10 @@ from typing import Any
 from bench import report
 
 from . import notes, plot, runs, tables
+from .idle_runs import ONE_PROCESS_MAX
 
 SMOKE = ["--pairs", "5", "--workers", "1", "--rates", "20", "--seconds", "2", "--idle", "20",
-         "--members", "0", "--backlog-rounds", "0", "--no-horizontal", "--no-profile"]
+         "--idle-gateways", "2", "--idle-spread", "30", "--members", "0", "--backlog-rounds", "0", "--no-horizontal", "--no-profile"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -38,7 +40,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--rates", default="50,100,200,400,800,1600,3200", help="msg/s steps")
     parser.add_argument("--seconds", type=float, default=10.0, help="per step")
-    parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets (0: skip)")
+    parser.add_argument("--idle", type=int, default=2000,
+                        help=f"idle WebSockets on one gateway (0: skip; at most {ONE_PROCESS_MAX:,})")
+    parser.add_argument("--idle-gateways", type=int, default=3,
+                        help="gateway processes the --idle-spread sockets are dealt over")
+    parser.add_argument("--idle-spread", type=int, default=6000,
+                        help="idle WebSockets over --idle-gateways gateways (0: skip)")
+    parser.add_argument("--idle-seconds", type=float, default=0.0,
+                        help="stop opening idle sockets after S s and report what is open "
+                             "(0: 60 s + 1 s per 20 sockets)")
     parser.add_argument("--members", type=int, default=500, help="group size (0: skip)")
     parser.add_argument("--messages", type=int, default=20, help="group messages")
     parser.add_argument("--backlog-rounds", type=int, default=3, help="1,000-pending drains")
@@ -49,13 +59,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--write", metavar="FILE", help="replace the load section of FILE")
     parser.add_argument("--report-only", action="store_true",
                         help="no runs: report OUT/load.json again (tables, plot, section)")
-    args = parser.parse_args(argv)
-    return parser.parse_args(argv + SMOKE) if args.smoke else args
+    args = parser.parse_args(argv + SMOKE if "--smoke" in argv else argv)
+    if args.pairs / min(float(r) for r in args.rates.split(",")) > max(args.seconds, 30):
+        parser.error("every pair sends at least once a step, so a step lasts at least "
+                     "--pairs / rate seconds: raise the lowest of --rates")
+    if args.idle > ONE_PROCESS_MAX or args.idle_spread > ONE_PROCESS_MAX * max(args.idle_gateways, 0):
+        parser.error(f"a gateway process holds at most {ONE_PROCESS_MAX:,} sockets here "
+                     "(20,000 open files): lower --idle / --idle-spread or add --idle-gateways")
+    return args
 
 
 def options(args: argparse.Namespace, out: Path) -> runs.Options:
     return runs.Options(args.pairs, args.workers, [float(r) for r in args.rates.split(",")],
-                        args.seconds, args.idle, args.members, args.messages, args.backlog_rounds,
+                        args.seconds, args.idle, args.idle_gateways, args.idle_spread, args.idle_seconds,
+                        args.members, args.messages, args.backlog_rounds,
                         not args.no_horizontal,
                         None if args.no_profile else out / "load-profile.txt")
 
@@ -86,6 +103,7 @@ def markdown(result: dict[str, Any], benchmarks: Path, png: str) -> str:
              "Run: history check ok (every acked message stored once and held once, in order, "
              "by its recipient).",
              tables.summary(product, relay, tables.history_p99(benchmarks)),
+             *filter(None, [tables.idle_detail(product)]),
              f"Scenario 1 steps: {opts['pairs']} pairs ({2 * opts['pairs']} clients) in "
              f"{opts['workers']} client processes, {opts['seconds']:g} s per step; latency is "
              "send → first arrival (ms); 'held' = p99 < 50 ms, nothing missing after the drain, "

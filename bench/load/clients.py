@@ -232,10 +232,16 @@ async def come_back(nursery: trio.Nursery, worker: Worker, peer: Peer, at: float
 
 
 async def leave(worker: Worker) -> None:
-    for pair in worker.pairs:
-        ws = worker.sockets.pop(pair.recipient.device)
-        await ws.aclose()
-        worker.connected_at.pop(pair.recipient.device, None)
+    """Every recipient closes, 50 at once (each close waits for the server's answer)."""
+    limiter = trio.Semaphore(50)
+
+    async def close(device: Device) -> None:
+        async with limiter:
+            await worker.sockets.pop(device).aclose()
+        worker.connected_at.pop(device, None)
+    async with trio.open_nursery() as nursery:
+        for pair in worker.pairs:
+            nursery.start_soon(close, pair.recipient.device)
 
 
 async def serve_orders(pairs: list[Pair], relay: bool, orders: Any, inbox: Any) -> None:

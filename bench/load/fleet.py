@@ -24,10 +24,12 @@ class Fleet:
     processes: list[Any]
     orders: list[Any]
     inbox: Any
+    pairs: int
 
     @classmethod
-    def start(cls, pairs: list[Pair], relay: bool, workers: int, timeout: float = 120) -> Fleet:
-        """``workers`` processes, the pairs dealt out among them; once all are connected."""
+    def start(cls, pairs: list[Pair], relay: bool, workers: int) -> Fleet:
+        """``workers`` processes, the pairs dealt out among them; once all are connected
+        (allowing 20 handshakes/s: a loaded shared machine)."""
         ctx = multiprocessing.get_context("spawn")
         inbox = ctx.Queue()
         shares = [pairs[w::workers] for w in range(workers) if pairs[w::workers]]
@@ -36,8 +38,8 @@ class Fleet:
                      for share, box in zip(shares, orders, strict=True)]
         for process in processes:
             process.start()
-        fleet = cls(processes, orders, inbox)
-        fleet.gather("ready", timeout)
+        fleet = cls(processes, orders, inbox, len(pairs))
+        fleet.gather("ready", 120 + len(pairs) / 10)
         return fleet
 
     def ask(self, command: tuple[Any, ...], timeout: float,

@@ -23,11 +23,22 @@ WebSockets; everything on loopback, every loop bounded in count and time.
    processes from /proc/<pid>/stat over the step (five services + nats-server; the relay's
    one process), divided by the messages that arrived. MySQL and Redis are shared servers
    and not counted.
-2. Idle: tokens issued first (logins are not in the connect rate), then the WebSockets
-   opened from several processes, each on its own source address (127.0.0.2, .3, …), 64
-   handshakes in flight each; connects/s from the order until the last handshake; RSS
-   growth of the gateway (VmRSS in /proc/<pid>/status) over the open connections. The
-   relay is measured the same way.
+2. Idle: tokens issued first through the API (register, then one login per device, 4
+   devices per user, from up to 4 processes each sending from 8 source addresses of its
+   own: auth locks login attempts per client address under a Redis WATCH, one address
+   makes every login race on one key), not in the connect rate; then the WebSockets
+   opened from several processes (one per 8,000 sockets at least: a process may open
+   20,000 files here), each on its own source address (127.0.0.2, .3, …), 64 handshakes
+   in flight each; connects/s from the order until the last handshake; RSS growth of the
+   gateway (VmRSS in /proc/<pid>/status) over its open connections, read a few seconds
+   after the last one opened, and its open files then. The relay is measured the same way.
+   2b: the same devices again, dealt evenly over G fresh gateway processes of the same
+   stack (`--idle-gateways`, `--idle-spread`); RSS per connection of the worst gateway,
+   connects/s overall. The relay holds the same count on one fresh process when it can
+   (at most 19,000 sockets: 20,000 open files per process here). RSS per connection
+   divides by the sockets still open when RSS is read; a socket the gateway closed in the
+   meantime (e.g. a pong later than `NJ_GATEWAY_PING_TIMEOUT_S` on a starved machine) is
+   shown as opened but not held.
 3. Group: `bench.fanout.run` on a stack of its own (members in one client process).
 4. History: the figures of the history section above (`bench.history`, 1 M rows; 10 M rows
    load for hours here, so they are not re-run by this tool).

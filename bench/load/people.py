@@ -9,9 +9,9 @@ import httpx
 import orjson
 import trio
 
-from bench.handshake import users_with_ids
 from tests.checker import Device
 
+from .accounts import issue_tokens
 from .clients import Pair, Peer
 
 Account = tuple[str, Device]  # (access token, device)
@@ -24,9 +24,9 @@ def device_of(token: str) -> Device:
     return Device(str(claims["sub"]), str(claims["did"]))
 
 
-async def accounts(api: str, n: int) -> list[Account]:
+def accounts(api: str, n: int) -> list[Account]:
     """``n`` registered users, each logged in on one device."""
-    return [(token, device_of(token)) for token, _ in await users_with_ids(api, n)]
+    return [(token, device_of(token)) for token in issue_tokens(api, n)[0]]
 
 
 async def direct_chats(api: str, pairs: list[tuple[Account, Account]]) -> list[str]:
@@ -47,12 +47,12 @@ async def direct_chats(api: str, pairs: list[tuple[Account, Account]]) -> list[s
     return chats
 
 
-async def product_pairs(api: str, ws_urls: list[str], n: int) -> list[Pair]:
+def product_pairs(api: str, ws_urls: list[str], n: int) -> list[Pair]:
     """``n`` pairs in direct chats; pair i's sender uses ws_urls[i % k] and its recipient
     the next URL, so with two gateways every message crosses from one to the other."""
-    people = await accounts(api, 2 * n)
+    people = accounts(api, 2 * n)
     couples = list(zip(people[:n], people[n:], strict=True))
-    chats = await direct_chats(api, couples)
+    chats = trio.run(direct_chats, api, couples)
     urls = itertools.cycle(ws_urls)
     return [Pair(Peer(a[0], a[1], next(urls)), Peer(b[0], b[1], ws_urls[(i + 1) % len(ws_urls)]),
                  chat) for i, ((a, b), chat) in enumerate(zip(couples, chats, strict=True))]

@@ -21,10 +21,11 @@ from libs.natsd import free_port
 from tests.checker import Expectations, Run, check, wait_stored
 from tools.stack import Stack, isolated_stack
 
-from . import idle, steps
+from . import steps
 from .clients import DRAIN_S, Pair
 from .fleet import Fleet, progress
-from .people import accounts, product_pairs, relay_pairs
+from .idle_runs import product_idle, relay_idle
+from .people import product_pairs, relay_pairs
 from .procs import Profile, cpu_of, stack_pids
 
 # Cheap password hashes (setup registers thousands of users) and tokens that outlive a run.
@@ -40,6 +41,9 @@ class Options:
     rates: list[float]
     seconds: float
     idle: int
+    idle_gateways: int
+    idle_spread: int
+    idle_seconds: float  # longest time opening one idle measurement's sockets (0: by count)
     members: int
     messages: int
     backlog_rounds: int
@@ -81,11 +85,10 @@ def relay_run(opts: Options) -> dict[str, Any]:
             done = steps.rising(fleet, "relay", opts.rates, opts.seconds, pids)
         finally:
             fleet.finish()
-        urls = [f"{relay.url}?token=idle{i}" for i in range(opts.idle)]
-        held = idle.measure("relay", urls, relay.process.pid, opts.workers) if opts.idle else None
     finally:
         relay.stop()
-    return {"steps": done, "idle": held}
+    return {"steps": done, **relay_idle(Relay, opts.idle, opts.idle_spread, opts.workers,
+                                        opts.idle_seconds)}
 
 
 # ---- the product -------------------------------------------------------------------------
@@ -139,11 +142,12 @@ def hottest_profile(found: dict[str, Profile], first: dict[str, Any]) -> dict[st
 
 def reconnect_round(fleet: Fleet) -> dict[str, Any]:
     """Scenario 6: recipients leave, one message each waits, all come back within 5 s."""
-    fleet.ask(("leave",), 60)
+    fleet.ask(("leave",), 60 + fleet.pairs / 20)
     time.sleep(1.0)  # their gateway let them go: the message will be pending, not pushed
     fleet.ask(("one_each",), 120)
     time.sleep(1.0)
-    answers = fleet.ask(("reconnect", RECONNECT_SPREAD_S), RECONNECT_SPREAD_S + DRAIN_S + 120)
+    answers = fleet.ask(("reconnect", RECONNECT_SPREAD_S),
+                        RECONNECT_SPREAD_S + DRAIN_S + 120 + fleet.pairs / 20)
     first = [ms for a in answers for ms in a["first_ms"]]
     result = {"clients": sum(a["sent"] for a in answers), "spread_s": RECONNECT_SPREAD_S,
               "arrived": sum(a["arrived"] for a in answers),
@@ -165,7 +169,7 @@ def rate_run(stack: Stack, opts: Options, label: str, ws_urls: list[str],
     """Scenario 1 (and 6) with the history check, on a running stack."""
     pids = stack_pids(stack)
     progress(f"[{label}] registering {2 * opts.pairs:,} users, {opts.pairs:,} direct chats")
-    pairs = trio.run(product_pairs, stack.api, ws_urls, opts.pairs)
+    pairs = product_pairs(stack.api, ws_urls, opts.pairs)
     found: dict[str, Profile] = {}
     fleet = Fleet.start(pairs, False, opts.workers)
     try:
@@ -189,12 +193,8 @@ def product_run(opts: Options) -> dict[str, Any]:
         if opts.backlog_rounds:
             result["backlog"] = trio.run(delivery.backlog, stack.api, stack.ws_url,
                                          opts.backlog_rounds, 1000)
-        if opts.idle:
-            progress(f"[product] idle: registering {opts.idle:,} users")
-            tokens = [t for t, _ in trio.run(accounts, stack.api, opts.idle)]
-            urls = [f"{stack.ws_url}?token={t}" for t in tokens]
-            result["idle"] = idle.measure("product", urls, stack.processes["gateway"].pid,
-                                          opts.workers)
+        result.update(product_idle(stack, opts.idle, opts.idle_gateways, opts.idle_spread,
+                                   opts.workers, opts.idle_seconds))
     if opts.members:
         result["fanout"] = group_run(opts)
     return result

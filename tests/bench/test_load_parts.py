@@ -10,7 +10,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from bench.load import relay, steps
+from bench.load import accounts, idle, relay, steps, tables
 from bench.load.people import device_of
 from bench.load.procs import Profile, short
 from tests.checker import Device
@@ -70,3 +70,33 @@ async def test_the_relay_forwards_to_the_named_client_only() -> None:
             with trio.fail_after(5):
                 assert json.loads(await b.get_message()) == {"chat_id": "b", "content": "2"}
         nursery.cancel_scope.cancel()
+
+
+def test_idle_sockets_are_dealt_evenly_over_gateways_and_client_processes() -> None:
+    servers = {"gw1": "ws://127.0.0.1:1/ws", "gw2": "ws://127.0.0.1:2/ws"}
+    urls = idle.spread(servers, [f"t{i}" for i in range(5)])
+    assert urls[:3] == ["ws://127.0.0.1:1/ws?token=t0", "ws://127.0.0.1:2/ws?token=t1",
+                        "ws://127.0.0.1:1/ws?token=t2"]
+    # one client process per 8,000 sockets at least: each stays well below 20,000 files
+    assert [idle.workers_for(n, 2) for n in (20, 16_000, 19_000, 50_000)] == [2, 2, 3, 7]
+    assert [accounts.workers_for(n) for n in (10, 5000, 19_000, 50_000)] == [1, 2, 4, 4]
+
+
+def spread_result(kib: list[float]) -> dict:
+    servers = {f"idle-gw{i + 1}": {"opened": 100, "rss_before_kib": 60_000,
+                                   "rss_after_kib": 60_000 + k * 100, "kib_per_connection": k,
+                                   "open_files": 130} for i, k in enumerate(kib)}
+    return {"wanted": 300, "opened": 300, "workers": 2, "failed": 0, "servers": servers,
+            "connects_per_s": 1200.0, "gateways": len(kib),
+            **max(servers.values(), key=lambda s: s["kib_per_connection"])}
+
+
+def test_spread_rows_judge_the_worst_gateway_and_say_when_the_relay_cannot_compare() -> None:
+    product = {"idle_spread": spread_result([20.0, 30.0, 10.0])}
+    rows = tables.spread_rows(product, {})
+    assert rows[0][0] == "2b idle, 3 gateways" and rows[0][3].startswith("– (over one process")
+    assert rows[1][2] == "30.0" and rows[1][-1] == "✗"
+    assert rows[2][2] == "1,200" and rows[2][-1] == "✓"
+    relay = {"idle_spread": {"opened": 300, "kib_per_connection": 15.0, "connects_per_s": 2400.0}}
+    assert tables.spread_rows(product, relay)[1][4] == "2.00"
+    assert "idle-gw2 100 sockets held" in tables.idle_detail(product)
