@@ -15,8 +15,11 @@ from libs import tokens
 from libs.errors import UNAUTHENTICATED
 from services.auth.keys import build_key_set, generate_key_set, jwk
 
+# Read once at import, which in a full run may be many minutes before these tests run:
+# the tokens they sign live a day, so they are still valid then.
 NOW = int(time.time())
-CLAIMS = tokens.Claims("U1", "D1", "S1", NOW + 900)
+TTL_S = 86_400
+CLAIMS = tokens.Claims("U1", "D1", "S1", NOW + TTL_S)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def _b64(data: bytes) -> str:
 
 
 def _payload(**changes):
-    payload = {"sub": "U1", "did": "D1", "sid": "S1", "iat": NOW, "nbf": NOW, "exp": NOW + 900,
+    payload = {"sub": "U1", "did": "D1", "sid": "S1", "iat": NOW, "nbf": NOW, "exp": NOW + TTL_S,
                "iss": tokens.ISSUER, "aud": tokens.AUDIENCE}
     payload.update(changes)
     return payload
