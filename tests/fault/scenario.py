@@ -93,14 +93,16 @@ async def _under_load(fs: FaultStack, profile: Profile, fault: Fault, load: Load
         await trio.sleep(profile.before_s)
         times["inject"] = trio.current_time()
         await trio.to_thread.run_sync(fault.inject, fs)
+        # The watch ends before the restore begins: a sample taken while the dependency is
+        # coming back would record the recovered state as what the fault looked like.
         async with trio.open_nursery() as during:
             if fault.watch is not None:
                 during.start_soon(fault.watch, fs, outcome)
             if fault.outage:
                 await trio.sleep_until(times["inject"] + profile.outage_s)
-            await trio.to_thread.run_sync(fault.restore, fs)
-            times["restore"] = trio.current_time()
             during.cancel_scope.cancel()
+        await trio.to_thread.run_sync(fault.restore, fs)
+        times["restore"] = trio.current_time()
 
 
 async def _settle(fs: FaultStack, clients: list[LoadClient], outcome: Outcome) -> list[Any]:
