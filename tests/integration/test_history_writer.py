@@ -12,7 +12,7 @@ import trio
 
 from libs import rpc
 from libs.bus import Bus, js_publish, open_bus
-from libs.errors import NatterjackError
+from libs.errors import UNAVAILABLE, NatterjackError
 from libs.events import msg_id, stream_subject
 from libs.ids import new_id
 from services.history import app
@@ -81,7 +81,9 @@ async def wait_for_seq(bus: Bus, chat: str, seq: int, user: str = "u1") -> dict[
                 if answer["events"] and answer["events"][-1]["seq"] >= seq:
                     return answer
             except NatterjackError as exc:
-                if exc.code not in (4001, 4003):  # membership not written yet
+                # 4001/4003: membership not written yet; 5003: MySQL just came back and the
+                # breaker has not let a trial through yet (a client retries a 5003 too).
+                if exc.code not in (4001, 4003, UNAVAILABLE):
                     raise
             await trio.sleep(0.05)
 
