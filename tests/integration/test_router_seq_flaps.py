@@ -69,10 +69,8 @@ async def flap(redis: RedisServer) -> None:
         await trio.to_thread.run_sync(redis.start)
 
 
-@pytest.mark.parametrize("background", [False, True], ids=["inline", "reserve-ahead"])
-@pytest.mark.parametrize("seed", range(3))
-async def test_numbers_stay_unique_and_dense_while_redis_flaps(mysql_config: MySQLConfig,
-                                                                seed: int, background: bool) -> None:
+async def _new_chat(mysql_config: MySQLConfig) -> str:
+    """A group chat row of the router's (high-water mark 1), written straight to MySQL."""
     await trio.to_thread.run_sync(migrate, mysql_config, "router", MIGRATIONS)
     chat_id = secrets.token_hex(13).upper()
     conn = pymysql.connect(host=mysql_config.host, port=mysql_config.port, user=mysql_config.user,
@@ -82,6 +80,14 @@ async def test_numbers_stay_unique_and_dense_while_redis_flaps(mysql_config: MyS
         cursor.execute("INSERT INTO router_conversations (chat_id, type, created_by, created_ts,"
                        " seq_hwm) VALUES (%s, 'group', 'u', 0, 1)", (chat_id,))
     conn.close()
+    return chat_id
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "reserve-ahead"])
+@pytest.mark.parametrize("seed", range(3))
+async def test_numbers_stay_unique_and_dense_while_redis_flaps(mysql_config: MySQLConfig,
+                                                                seed: int, background: bool) -> None:
+    chat_id = await _new_chat(mysql_config)
     with RedisServer() as redis:
         cache = Cache(redis.url, f"seqflap:{secrets.token_hex(3)}:")
         seq = Sequencer(Database(mysql_config), cache, BLOCK)
@@ -105,15 +111,7 @@ async def test_numbers_stay_unique_and_dense_while_redis_flaps(mysql_config: MyS
 async def test_the_counter_script_is_reloaded_after_redis_forgot_it(mysql_config: MySQLConfig) -> None:
     """The fast path INCRs by the script's hash inside shared pipelines; a Redis that lost
     its scripts (SCRIPT FLUSH, a restart) answers NOSCRIPT and the number comes anyway."""
-    await trio.to_thread.run_sync(migrate, mysql_config, "router", MIGRATIONS)
-    chat_id = secrets.token_hex(13).upper()
-    conn = pymysql.connect(host=mysql_config.host, port=mysql_config.port, user=mysql_config.user,
-                           password=mysql_config.password, database=mysql_config.database,
-                           autocommit=True)
-    with conn.cursor() as cursor:
-        cursor.execute("INSERT INTO router_conversations (chat_id, type, created_by, created_ts,"
-                       " seq_hwm) VALUES (%s, 'group', 'u', 0, 1)", (chat_id,))
-    conn.close()
+    chat_id = await _new_chat(mysql_config)
     with RedisServer() as redis:
         cache = Cache(redis.url, f"seqscript:{secrets.token_hex(3)}:")
         seq = Sequencer(Database(mysql_config), cache, BLOCK)
