@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := libs services tools bench clients/python/natterjack_client
 CLIENT := clients/python
 
-.PHONY: help venv up down status logs test lint bench bench-bus bench-delivery bench-load clean
+.PHONY: help venv up down status logs test lint bench bench-bus bench-delivery bench-dedup bench-load clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,10 +58,13 @@ bench-bus: venv ## benchmark the message bus
 bench-delivery: venv ## benchmark offline backlog drain and redelivery overhead
 	$(PY) -m bench.delivery --write BENCHMARKS.md
 
+bench-dedup: venv ## the router's send cost with and without durable de-duplication
+	$(PY) -m bench.dedup --write BENCHMARKS.md
+
 bench-load: venv ## load tool: the product against a bare relay, same clients (own servers)
 	$(PY) -m bench.load --write BENCHMARKS.md
 
-bench: bench-bus bench-delivery bench-load ## run the benchmarks
+bench: bench-bus bench-delivery bench-dedup bench-load ## run the benchmarks
 
 clean: ## stop the local stack and delete var/ (its data and logs)
 	@if ls var/run/*.pid >/dev/null 2>&1 && test -x $(PY); then $(PY) -m tools.devstack down; fi
