@@ -24,7 +24,7 @@ from trio_websocket import open_websocket_url
 from libs import events, ids, rpc
 from libs.bus import Bus, js_publish, open_bus
 from libs.cache import Keys
-from libs.errors import CONFLICT, NatterjackError
+from libs.errors import CONFLICT, UNKNOWN_CHAT, NatterjackError
 from libs.natsd import ADMIN, NatsServer
 from libs.streams import STREAM
 from tools.stack import running_nats
@@ -63,18 +63,22 @@ def take_number(stack: Any, chat_id: str) -> int:
         client.close()
 
 
-async def page(http: httpx.AsyncClient, user: User, chat_id: str) -> dict[int, dict[str, Any]]:
+async def page(http: httpx.AsyncClient, user: User, chat_id: str,
+               *, unknown_ok: bool = False) -> dict[int, dict[str, Any]]:
     answer = await http.get(f"/api/v1/chats/{chat_id}/messages", headers=user.auth,
                             params={"after_seq": 0, "limit": 100})
+    if unknown_ok and answer.status_code == 404 and answer.json()["error"]["code"] == UNKNOWN_CHAT:
+        return {}
     assert answer.status_code == 200, answer.text
     return {item["seq"]: item for item in answer.json()["events"]}
 
 
 async def wait_page(http: httpx.AsyncClient, user: User, chat_id: str, seq: int,
                     timeout: float = 20) -> dict[int, dict[str, Any]]:
+    """Poll until history serves ``seq``; a lagging history may not know the chat yet."""
     with trio.fail_after(timeout):
         while True:
-            items = await page(http, user, chat_id)
+            items = await page(http, user, chat_id, unknown_ok=True)
             if seq in items:
                 return items
             await trio.sleep(0.1)
