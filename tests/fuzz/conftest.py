@@ -14,11 +14,10 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import pymysql
 import pytest
 from hypothesis import HealthCheck, settings
 
-from libs.config import MySQLConfig
+from tests.sql import query  # noqa: F401 - the fuzz modules import it from here
 from tools.stack import SERVICES, Stack
 
 from .loop import Loop
@@ -57,16 +56,6 @@ def assert_error_body(body: Any, allowed: set[int] = CODES) -> int:
     return int(body["code"])
 
 
-def query(config: MySQLConfig, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = pymysql.connect(host=config.host, port=config.port, user=config.user,
-                           password=config.password, database=config.database,
-                           charset="utf8mb4", autocommit=True, connect_timeout=5)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql, args)
-            return list(cursor.fetchall())
-    finally:
-        conn.close()
 
 
 def logged_errors(stack: Stack, service: str) -> list[str]:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import orjson
-import pymysql
 import pytest
 import trio
 
@@ -30,6 +29,7 @@ from services.router.claims import Ask, DurableClaims
 from services.router.config import load
 from tests.faultkit import Proxy, RedisServer
 from tests.integration.test_router_seq import stored_events
+from tests.sql import query
 
 pytestmark = pytest.mark.timeout(90)
 USERS = {"alice", "bob"}
@@ -110,15 +110,6 @@ async def _eventually(check: Callable[[], bool], timeout: float) -> None:
             await trio.sleep(0.1)
 
 
-def _sql(config: MySQLConfig, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = pymysql.connect(host=config.host, port=config.port, user=config.user,
-                           password=config.password, database=config.database, autocommit=True)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql, args)
-            return list(cursor.fetchall())
-    finally:
-        conn.close()
 
 
 async def test_a_resend_while_redis_is_down_is_stored_once(router: Runtime, own_redis: RedisServer) -> None:
@@ -173,8 +164,8 @@ async def test_a_stale_pending_claim_is_taken_over_and_a_young_one_answers_5003(
     now = ids.now_ms()
     insert = ("INSERT INTO router_send_claims (sender_id, client_msg_id, chat_id, message_id, created_ts)"
               " VALUES ('alice', %s, %s, %s, %s)")
-    _sql(mysql_config, insert, ("stale-1", chat_id, stale, now - 600_000))  # its router died
-    _sql(mysql_config, insert, ("young-1", chat_id, young, now))  # a send in progress elsewhere
+    query(mysql_config, insert, "stale-1", chat_id, stale, now - 600_000)  # its router died
+    query(mysql_config, insert, "young-1", chat_id, young, now)  # a send in progress elsewhere
     ack = await _send(bus, chat_id, "stale-1", retries=1)
     assert ack["message_id"] != stale
     with pytest.raises(NatterjackError) as refused:
@@ -182,15 +173,15 @@ async def test_a_stale_pending_claim_is_taken_over_and_a_young_one_answers_5003(
     assert refused.value.code == UNAVAILABLE
     row = "SELECT message_id, seq, acked FROM router_send_claims WHERE client_msg_id = 'stale-1'"
     # The write-behind ack lands in the taken-over row.
-    await _eventually(lambda: _sql(mysql_config, row) == [(ack["message_id"], ack["seq"], 1)], 5)
+    await _eventually(lambda: query(mysql_config, row) == [(ack["message_id"], ack["seq"], 1)], 5)
 
 
 async def test_claims_past_the_dedup_window_are_purged(router: Runtime, mysql_config: MySQLConfig) -> None:
     old = ids.now_ms() - 2 * 86_400_000
-    _sql(mysql_config, "INSERT INTO router_send_claims (sender_id, client_msg_id, chat_id, message_id,"
-         " acked, created_ts) VALUES ('bob', 'old-1', 'c', %s, 1, %s)", (ids.new_id(), old))
-    await _eventually(lambda: not _sql(mysql_config, "SELECT 1 FROM router_send_claims"
-                                       " WHERE client_msg_id = 'old-1'"), 10)
+    query(mysql_config, "INSERT INTO router_send_claims (sender_id, client_msg_id, chat_id, message_id,"
+          " acked, created_ts) VALUES ('bob', 'old-1', 'c', %s, 1, %s)", ids.new_id(), old)
+    await _eventually(lambda: not query(mysql_config, "SELECT 1 FROM router_send_claims"
+                                        " WHERE client_msg_id = 'old-1'"), 10)
 
 
 async def test_concurrent_claims_are_group_committed(mysql_config: MySQLConfig) -> None:
