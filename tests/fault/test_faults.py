@@ -24,7 +24,7 @@ SHORT = {"kill-router", "nats-restart", "redis-down", "mysql-down"}
 
 pytestmark = pytest.mark.timeout(PROFILE.timeout_s)
 
-ALL = [*(faults.kill_service(s) for s in SERVICES), faults.NATS, faults.REDIS, faults.FLUSH,
+ALL = [*(faults.KILL_ROUTER if s == "router" else faults.kill_service(s) for s in SERVICES), faults.NATS, faults.REDIS, faults.FLUSH,
        faults.MYSQL_DOWN, faults.MYSQL_HANG]
 
 
