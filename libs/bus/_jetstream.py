@@ -52,6 +52,15 @@ async def js_publish(bus: Bus, subject: str, data: bytes, *, msg_id: str,
     raise Unavailable(f"JetStream did not store {subject} within {deadline:g}s")
 
 
+async def js_stored(bus: Bus, stream: str, seq: int) -> bytes:
+    """The body of the message stored at ``seq`` in ``stream`` (rare: settling a duplicate)."""
+    try:
+        stored = await bus.call_aio(bus.nc.jsm().get_msg, stream, seq)
+    except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+        raise Unavailable(f"JetStream could not read {stream} #{seq}: {exc!r}") from exc
+    return bytes(stored.data or b"")
+
+
 def _parse_puback(data: bytes) -> PubAck:
     try:
         body = orjson.loads(data)

@@ -25,10 +25,16 @@ from . import domain
 logger = log.get("router.claims")
 Key = tuple[str, str]
 _COLUMNS = "sender_id, client_msg_id, chat_id, message_id, seq, ts, acked, created_ts"
+# A claim carries the seq and ts its send was numbered with, so whoever takes over a stale
+# claim can tell whether that number was stored (see takeover.py) instead of renumbering.
 _CLAIM = ("INSERT IGNORE INTO router_send_claims (sender_id, client_msg_id, chat_id, message_id,"
-          " created_ts) VALUES (%s, %s, %s, %s, %s)")
-_TAKE_OVER = ("UPDATE router_send_claims SET message_id = %s, chat_id = %s, created_ts = %s"
+          " seq, ts, created_ts) VALUES (%s, %s, %s, %s, %s, %s, %s)")
+_TAKE_OVER = ("UPDATE router_send_claims SET message_id = %s, chat_id = %s, seq = %s, ts = %s,"
+              " created_ts = %s"
               " WHERE sender_id = %s AND client_msg_id = %s AND message_id = %s AND acked = 0")
+# A stale claim is leased (its clock restarted, its send kept) while one resend settles it.
+_LEASE = ("UPDATE router_send_claims SET created_ts = %s"
+          " WHERE sender_id = %s AND client_msg_id = %s AND message_id = %s AND acked = 0")
 # An ack upserts: a send that could not claim here (MySQL away) is still recorded once it
 # is back. A row of another claimant (a takeover) is left as it is.
 _RECORD = (f"INSERT INTO router_send_claims ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -48,6 +54,8 @@ class Ask:
     client_msg_id: str
     chat_id: str
     token: str  # the message id this send publishes under
+    seq: int = 0  # 0 until numbered
+    ts: int = 0
 
     @property
     def key(self) -> Key:
@@ -74,7 +82,9 @@ class DurableClaims:
             task_status.started()
 
     async def claim(self, ask: Ask) -> tuple[str, dict[str, Any] | None]:
-        """(verdict, original ack when ACKED); Unavailable when MySQL does not answer in time."""
+        """(verdict, the claim's ack): the original ack when ACKED; when STALE, the ack the
+        dead claimant's send would have had (now leased to this caller to settle, see
+        takeover.py). Unavailable when MySQL does not answer in time."""
         if self.claims.stuck_for() > self.wait_s:  # MySQL hangs: do not queue behind it
             raise Unavailable("send claims: MySQL does not answer")
         with trio.move_on_after(self.wait_s):
@@ -86,6 +96,16 @@ class DurableClaims:
         row = (*ask.key, ask.chat_id, ask.token, ack["seq"], ack["ts"], 1, ids.now_ms())
         if not self.acks.put_nowait(row):
             logger.warning("router.dedup_ack_dropped", client_msg_id=ask.client_msg_id)
+
+    async def take_over(self, ask: Ask, holder: str) -> bool:
+        """Make a leased stale claim this send's (its number proved unused); False: lost it."""
+        args = (ask.token, ask.chat_id, ask.seq, ask.ts, ids.now_ms(), *ask.key, holder)
+        return bool(await self.db.execute(_TAKE_OVER, args))
+
+    async def unlease(self, ask: Ask, holder: str) -> None:
+        """Settling failed: the claim is stale again at once, for the next resend to settle."""
+        args = (ids.now_ms() - self.pending_ms, *ask.key, holder)
+        await self.db.execute(_LEASE, args)
 
     def release(self, ask: Ask) -> None:
         if not self.releases.put_nowait((*ask.key, ask.token)):
@@ -102,7 +122,8 @@ class DurableClaims:
 
         def run(cur: Any) -> list[tuple[str, dict[str, Any] | None]]:
             # Sorted rows: two routers' batches lock shared keys in the same order.
-            inserted = cur.executemany(_CLAIM, sorted((*a.key, a.chat_id, a.token, now) for a in asks))
+            inserted = cur.executemany(_CLAIM, sorted((*a.key, a.chat_id, a.token, a.seq or None,
+                                                        a.ts or None, now) for a in asks))
             if inserted == len(asks):  # the usual case: every id new, every claim ours
                 return [(domain.OURS, None)] * len(asks)
             rows = _locked_rows(cur, {a.key for a in asks})
@@ -115,12 +136,18 @@ class DurableClaims:
         if row is None:  # released meanwhile by its claimant: retry with the same id
             return domain.IN_PROGRESS, None
         verdict = domain.claim_verdict(row, ask.token, now, self.pending_ms)
-        if verdict == domain.STALE:  # its router died mid-send: compare-and-set on its token
-            taken = cur.execute(_TAKE_OVER, (ask.token, ask.chat_id, now, *ask.key, row.message_id))
-            verdict = domain.OURS if taken else domain.IN_PROGRESS
-            if taken:
-                rows[ask.key] = replace(row, message_id=ask.token, chat_id=ask.chat_id, created_ts=now)
-        return verdict, domain.claim_ack(row) if verdict == domain.ACKED else None
+        if verdict != domain.STALE:
+            return verdict, domain.claim_ack(row) if verdict == domain.ACKED else None
+        # Its router died mid-send. Compare-and-set on its token: one resend gets the row.
+        if row.seq is None:  # numbered nothing (a claim from before seqs were recorded)
+            taken = cur.execute(_TAKE_OVER, (ask.token, ask.chat_id, ask.seq or None, ask.ts or None,
+                                             now, *ask.key, row.message_id))
+            rows[ask.key] = replace(row, message_id=ask.token, created_ts=now)
+            return (domain.OURS if taken else domain.IN_PROGRESS), None
+        if not cur.execute(_LEASE, (now, *ask.key, row.message_id)):
+            return domain.IN_PROGRESS, None
+        rows[ask.key] = replace(row, created_ts=now)  # a second ask of the batch: in progress
+        return domain.STALE, domain.claim_ack(row)
 
     async def _write_acks(self, rows: list[tuple[Any, ...]]) -> list[None]:
         await self._keep_trying("router.dedup_acks_not_stored", _RECORD, rows)

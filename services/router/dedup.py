@@ -1,8 +1,9 @@
 """Send de-duplication on (sender, client id): Redis is the fast cache, MySQL the truth.
 
 A send claims its id in Redis first (a hit answers the original ack, or 5003 while the
-first send is in progress), then durably in ``router_send_claims`` before a seq is
-allocated, so a resend is recognised while Redis is down or after it lost its keys.
+first send is in progress), then, once numbered, durably in ``router_send_claims`` with its
+seq, so a resend is recognised while Redis is down or after it lost its keys, and a claim
+whose router died mid-send can be settled without storing the send twice (takeover.py).
 MySQL away: Redis alone de-duplicates (the send is still acked). Both away: no dedup.
 """
 
@@ -34,45 +35,36 @@ class Dedup:
         self.pending_s = pending_s
         self.ttl_s = ttl_s
 
-    async def claim(self, ask: Ask, cached: CachedClaim | None = None) -> dict[str, Any] | None:
-        """None: the send is this caller's to make; else the original ack to answer.
-
-        ``cached``: the Redis claim already made (:meth:`Storage.members_and_claim`, one
-        round trip with the member lookup); None claims in Redis here.
+    def answer_cached(self, cached: CachedClaim) -> dict[str, Any] | None:
+        """The original ack the Redis claim found (answered before a seq is taken), else None.
         Raises Unavailable (5003) while another send of the same id is in progress."""
-        if cached is None:
-            cached = await self._claim_cached(ask)
-        previous = _answer_cached(ask, cached)
-        if previous is not None:
-            return previous
-        try:
-            previous = await self._claim_durable(ask)
-        except BaseException:
-            await self.release_cached(ask)
-            raise
-        if previous is not None:
-            await self.remember(ask, previous)  # the cache had lost it
-        return previous
+        if not cached.available:
+            logger.warning("router.dedup_cache_unavailable")
+        if cached.previous and cached.previous.get("pending"):
+            raise Unavailable(IN_PROGRESS)
+        return cached.previous
 
-    async def _claim_cached(self, ask: Ask) -> CachedClaim:
-        try:
-            previous = await self.storage.claim_send(ask.sender_id, ask.client_msg_id, self.pending_s)
-        except CacheUnavailable:
-            return CachedClaim(ours=False, previous=None, available=False)
-        return CachedClaim(ours=previous is None, previous=previous)
+    async def claim(self, ask: Ask) -> tuple[str, dict[str, Any] | None]:
+        """The durable claim of a numbered send: (OURS, None), (ACKED, original ack) or
+        (STALE, the dead claimant's ack, for takeover.py to settle); Redis claimed before.
+        Raises Unavailable (5003) while another send of the same id is in progress."""
+        verdict, found = await self._claim_durable(ask)
+        if verdict == domain.ACKED and found is not None:
+            await self.remember(ask, found)  # the cache had lost it
+        return verdict, found
 
-    async def _claim_durable(self, ask: Ask) -> dict[str, Any] | None:
+    async def _claim_durable(self, ask: Ask) -> tuple[str, dict[str, Any] | None]:
         if self.claims is None:
-            return None
+            return domain.OURS, None
         try:
-            verdict, ack = await self.claims.claim(ask)
+            verdict, found = await self.claims.claim(ask)
         except (Unavailable, pymysql.Error) as exc:
             logger.warning("router.dedup_durable_unavailable", client_msg_id=ask.client_msg_id,
                            error=str(exc))
-            return None
+            return domain.OURS, None
         if verdict == domain.IN_PROGRESS:
             raise Unavailable(IN_PROGRESS)
-        return ack  # OURS (a stale claim taken over, too): None
+        return verdict, found
 
     async def release(self, ask: Ask) -> None:
         """The send failed: free its id for a retry (where the claims are still ours)."""
@@ -100,11 +92,3 @@ class Dedup:
         except CacheUnavailable:
             logger.warning("router.dedup_not_cached", client_msg_id=ask.client_msg_id)
 
-
-def _answer_cached(ask: Ask, cached: CachedClaim) -> dict[str, Any] | None:
-    """The original ack the Redis claim found, if any; 5003 while that send is in progress."""
-    if not cached.available:
-        logger.warning("router.dedup_cache_unavailable", client_msg_id=ask.client_msg_id)
-    if cached.previous and cached.previous.get("pending"):
-        raise Unavailable(IN_PROGRESS)
-    return cached.previous

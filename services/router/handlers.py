@@ -5,13 +5,16 @@ Membership changes are in ``admin.py``, typing and presence in ``signals.py``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import trio
 
 from libs import events, ids, log, metrics, rpc
-from libs.bus import Bus, js_publish
+from libs.bus import Bus, PubAck, js_publish
 from libs.errors import FORBIDDEN, NOT_FOUND, UNKNOWN_CHAT, NatterjackError, NotFound, Unavailable
 
 from . import domain
@@ -22,6 +25,7 @@ from .dedup import Dedup
 from .errors import NotMember, TargetMissing, UnknownChat
 from .fanout import Fanout
 from .storage import Storage
+from .takeover import Takeover
 
 logger = log.get("router")
 
@@ -36,6 +40,9 @@ class Handlers:
         self.types = types
         self.fanout = fanout
         self.background = background
+        self.takeover = Takeover(bus, dedup.claims, self._publish,
+                                 duplicate_window_s=config.stream.duplicate_window_s,
+                                 request_timeout=config.common.request_timeout)
         storage.seq.on_gap = self._schedule_gap
 
     # ---- chats --------------------------------------------------------------------------
@@ -100,30 +107,53 @@ class Handlers:
         try:
             _check_member(members, req.sender_id)
             version = await self.types.validate(req.content_type, req.content_version, req.content)
+            previous = self.dedup.answer_cached(cached)
         except BaseException:
             if cached.ours:
                 await self.dedup.release_cached(ask)
             raise
-        previous = await self.dedup.claim(ask, cached)
         if previous is not None:
             return previous
-        try:
-            seq = await self.storage.next_seq(req.chat_id)
-        except BaseException:
-            await self.dedup.release(ask)
-            raise
-        event = domain.message_event(req, seq, ask.token, version, ids.now_ms())
-        try:
+        ask = await self._numbered(ask)
+        event = domain.message_event(req, ask.seq, ask.token, version, ask.ts)
+        async with self._voided_on_failure(ask):
+            if (previous := await self._claim(req, version, ask)) is not None:
+                self._publish_void_soon(req.chat_id, ask.seq)  # this send's number is unused
+                return previous
             await self._publish(event)
-        except BaseException:
-            await self.dedup.release(ask)
-            self.background.start_soon(self._publish_void, req.chat_id, seq)
-            raise
-        ack = {"message_id": event["message_id"], "chat_id": req.chat_id, "seq": seq, "ts": event["ts"]}
+        ack = {"message_id": event["message_id"], "chat_id": req.chat_id, "seq": ask.seq, "ts": ask.ts}
         metrics.message_in()
         self.dedup.record_durable(ask, ack)
         await self.fanout.submit(self._after_send, ask, ack, event, members)
         return ack
+
+    async def _numbered(self, ask: Ask) -> Ask:
+        """The send's seq (and ts) come before its durable claim, which records them."""
+        try:
+            seq = await self.storage.next_seq(ask.chat_id)
+        except BaseException:
+            await self.dedup.release_cached(ask)
+            raise
+        return replace(ask, seq=seq, ts=ids.now_ms())
+
+    @asynccontextmanager
+    async def _voided_on_failure(self, ask: Ask) -> AsyncIterator[None]:
+        """A send that fails after taking its number frees its id and voids the number."""
+        try:
+            yield
+        except BaseException:
+            await self.dedup.release(ask)
+            self._publish_void_soon(ask.chat_id, ask.seq)
+            raise
+
+    async def _claim(self, req: domain.SendRequest, version: int, ask: Ask) -> dict[str, Any] | None:
+        """None: the send is this caller's to store; else the original ack to answer."""
+        verdict, found = await self.dedup.claim(ask)
+        if verdict == domain.STALE and found is not None:
+            found = await self.takeover.settle(req, version, ask, found)
+            if found is not None:
+                await self.dedup.remember(ask, found)
+        return found
 
     async def update_message(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Edit, recall or delete a message: a stored ``message_updated`` event of its own."""
@@ -181,7 +211,7 @@ class Handlers:
         try:
             await self._publish(event)
         except BaseException:
-            self.background.start_soon(self._publish_void, chat_id, seq)
+            self._publish_void_soon(chat_id, seq)
             raise
         return event
 
@@ -190,11 +220,15 @@ class Handlers:
         _check_member(members, user_id)
         return members
 
-    async def _publish(self, event: dict[str, Any]) -> None:
-        await js_publish(self.bus, events.stream_subject(event["chat_id"]), orjson.dumps(event),
-                         msg_id=events.msg_id(event["chat_id"], event["seq"]),
-                         deadline=self.config.publish_deadline_s)
+    async def _publish(self, event: dict[str, Any]) -> PubAck:
+        ack = await js_publish(self.bus, events.stream_subject(event["chat_id"]), orjson.dumps(event),
+                               msg_id=events.msg_id(event["chat_id"], event["seq"]),
+                               deadline=self.config.publish_deadline_s)
         self.storage.seq.confirm(event["chat_id"], event["seq"])
+        return ack
+
+    def _publish_void_soon(self, chat_id: str, seq: int) -> None:
+        self.background.start_soon(self._publish_void, chat_id, seq)
 
     async def _publish_void(self, chat_id: str, seq: int, reason: str = "send_failed") -> None:
         """A number was handed out but its send failed: store a void so seq stays dense.

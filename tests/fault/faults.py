@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import trio
@@ -80,11 +79,6 @@ def history_backoff(log: str) -> list[float]:
     return [float(m) for line in lines for m in re.findall(r'"retry_in":\s*([0-9.]+)', line)]
 
 
-# A router killed after a send's PubAck but before its ack was recorded leaves the claim
-# pending; once that claim is stale a resend of the same id is numbered anew, so the send
-# is stored twice (seen once in a short-profile run: 1 of 319 sends). docs/reliability.md.
-STALE_CLAIM = "a send whose router died between its PubAck and its ack record is stored again"
-KILL_ROUTER = dataclasses.replace(kill_service("router"), known_issue=STALE_CLAIM)
 NATS = Fault("nats-restart", "kill -9 of nats-server, restarted on the same port and store",
              _kill_nats, _start_nats)
 REDIS = Fault("redis-down", "Redis stopped (kill -9) for the outage, then started empty",

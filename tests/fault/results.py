@@ -43,7 +43,6 @@ def figures(outcome: Outcome) -> dict[str, Any]:
         "drained": outcome.drained, "synced_clients": outcome.synced,
         "redeliveries": report.redeliveries, "checker": report.counts, "check_ok": report.ok,
         "out_of_order_voids": len(late_voids(outcome)), "late_voids_ok": outcome.fault.late_voids,
-        "known_issue": outcome.fault.known_issue,
         "exited": outcome.exited, "notes": outcome.notes,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _commit(),

@@ -39,9 +39,6 @@ class Fault:
     # gateway stopped holding later events for them (a known product limit: the test
     # xfails on order alone).
     late_voids: bool = False
-    # A product bug this fault is known to hit (docs/reliability.md): the test xfails with
-    # it when the checker finds more than disorder; loss and duplicates are still counted.
-    known_issue: str = ""
     watch: Watch | None = None  # runs from injection to restoration
 
 
