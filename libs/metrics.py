@@ -41,6 +41,11 @@ HISTORY_WRITE_FAILURES = Counter("nj_history_write_failures_total",
                                  "Batch writes to MySQL that failed and will be retried (history)")
 HISTORY_HOLES = Counter("nj_history_holes_reported_total",
                         "Seqs history found missing long after a higher one was stored and asked the router to void")
+STALE_CLAIMS = Counter("nj_router_stale_claims_total",
+                       "Send claims left pending by a router that died, settled by a resend (router)",
+                       ["outcome"])
+for _outcome in ("stored", "voided", "unsettled"):
+    STALE_CLAIMS.labels(_outcome)
 CACHE_LOOKUPS = Counter("nj_cache_lookups_total", "Cache lookups", ["cache", "result"])
 REDELIVERED = Counter("nj_redelivered_events_total", "Events resent to a device that did not ack them")
 CONSUMER_PENDING = Gauge("nj_jetstream_consumer_pending",

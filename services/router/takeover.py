@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import trio
 
-from libs import ids, log, rpc
+from libs import ids, log, metrics, rpc
 from libs.bus import Bus, PubAck, js_stored
 from libs.errors import NatterjackError, Unavailable
 
@@ -56,6 +56,7 @@ class Takeover:
         try:
             stored = await self._stored_at(req, version, claimed)
         except BaseException:
+            metrics.STALE_CLAIMS.labels("unsettled").inc()
             with trio.CancelScope(shield=True), contextlib.suppress(Unavailable):
                 await self.claims.unlease(ask, claimed["message_id"])
             raise
@@ -63,11 +64,13 @@ class Takeover:
             logger.warning("router.stale_claim_was_stored", client_msg_id=ask.client_msg_id,
                            chat_id=claimed["chat_id"], seq=claimed["seq"])
             self.claims.record(replace(ask, token=claimed["message_id"]), claimed)
+            metrics.STALE_CLAIMS.labels("stored").inc()
             return claimed
         logger.warning("router.stale_claim_taken_over", client_msg_id=ask.client_msg_id,
                        chat_id=claimed["chat_id"], voided_seq=claimed["seq"])
         if not await self.claims.take_over(ask, claimed["message_id"]):
             raise Unavailable(IN_PROGRESS)
+        metrics.STALE_CLAIMS.labels("voided").inc()
         return None
 
     async def _stored_at(self, req: domain.SendRequest, version: int,
