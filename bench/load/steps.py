@@ -11,6 +11,7 @@ further. Server CPU per message: utime + stime of every server process over the 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +38,9 @@ def merge(answers: list[dict[str, Any]], rate: float, seconds: float,
             "missing": sum(a["missing"] + a["unanswered"] for a in answers), "achieved": arrived / window,
             "p50": percentile(lat, 50), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
             "client_cpu_s": sum(a["client_cpu_s"] for a in answers),
-            "cpu_s": cpu, "cpu_ms_per_msg": total_cpu * 1000 / max(arrived, 1)}
+            "cpu_s": cpu, "cpu_ms_per_msg": total_cpu * 1000 / max(arrived, 1),
+            # The machine is shared: a step slowed by other work shows here, not in cpu_s.
+            "load_average": os.getloadavg()[0]}
     step["codes"] = {c: sum(a["codes"].get(c, 0) for a in answers)
                      for c in {c for a in answers for c in a["codes"]}}
     step["held"] = holds(step)

@@ -196,9 +196,10 @@ def cpu_table(run: dict[str, Any]) -> str:
     """CPU seconds per server process and step: who carries the load."""
     names = list(run["steps"][0]["cpu_s"])
     rows = [[f"{s['offered']:,.0f}", *(f"{s['cpu_s'][n]:.1f}" for n in names),
-             f"{sum(s['cpu_s'].values()):.1f}", f"{s['client_cpu_s']:.1f}"] for s in run["steps"]]
+             f"{sum(s['cpu_s'].values()):.1f}", f"{s['client_cpu_s']:.1f}",
+             f"{s['load_average']:.1f}" if "load_average" in s else "–"] for s in run["steps"]]
     return table(["offered msg/s", *(n.replace("_", "-") for n in names), "all servers",
-                  "client processes"], rows)
+                  "client processes", "load average (1 min) after"], rows)
 
 
 def profile_table(product: dict[str, Any]) -> str:
