@@ -28,6 +28,9 @@ from prometheus_client.registry import Collector
 
 RPC_SECONDS = Histogram("nj_rpc_seconds", "Time to answer a bus request", ["verb", "outcome"],
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+RPC_EXPIRED = Counter("nj_rpc_expired_total",
+                      "Bus requests dropped unanswered: still queued after their caller stopped waiting",
+                      ["verb"])
 MESSAGES_IN = Counter("messages_in_total", "Chat messages accepted from clients (router)")
 MESSAGES_OUT = Counter("messages_out_total", "Events written to client sockets (gateway)")
 CONNECTIONS = Gauge("concurrent_websocket_connections", "Open WebSocket connections (gateway)")

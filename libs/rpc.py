@@ -8,6 +8,7 @@ error replies, binds the caller's trace id, and bounds concurrency.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,12 @@ from .errors import INTERNAL, Malformed, NatterjackError
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 logger = log.get("rpc")
+# When the caller stops waiting (epoch ms). A request still queued past it is dropped
+# unanswered: under overload, work nobody waits for would only delay the requests behind
+# it, and a send stored after its caller was told it failed surprises the client.
+DEADLINE_HEADER = "Nj-Deadline"
+# Hosts' clocks differ a little: a request is dropped only this long after its deadline.
+DEADLINE_SKEW_S = 0.5
 
 
 def encode(value: Any) -> bytes:
@@ -42,15 +49,29 @@ def decode_object(data: bytes) -> dict[str, Any]:
 
 async def call(bus: Bus, subject: str, payload: Any, *, timeout: float) -> Any:
     """Request ``subject`` and return the ``ok`` payload, or raise the replied error."""
-    reply = await bus.request(subject, encode(payload), timeout=timeout)
+    deadline = str(int((time.time() + timeout) * 1000))
+    reply = await bus.request(subject, encode(payload), timeout=timeout,
+                              headers={DEADLINE_HEADER: deadline})
     body = decode_object(reply.data)
     if "error" in body:
         raise NatterjackError.from_body(body["error"])
     return body.get("ok")
 
 
+def expired(msg: Message) -> bool:
+    """The caller stopped waiting for this request (its deadline is past, skew allowed)."""
+    deadline = msg.headers.get(DEADLINE_HEADER) if msg.headers else None
+    try:
+        return deadline is not None and time.time() - DEADLINE_SKEW_S > int(deadline) / 1000
+    except ValueError:  # not ours to judge: answer it
+        return False
+
+
 async def _answer(msg: Message, handler: Handler, verb: str) -> None:
     log.bind_trace(msg.trace_id)
+    if expired(msg):
+        metrics.RPC_EXPIRED.labels(verb).inc()
+        return
     started = trio.current_time()
     try:
         result: Any = {"ok": await handler(decode_object(msg.data))}
