@@ -42,16 +42,18 @@ class Connection:
     connection_id: str = field(default_factory=ids.new_id)
     chats: dict[str, ChatOrder] = field(default_factory=dict)
     catching_up_all: bool = True
-    held_all: list[tuple[str, int, str]] = field(default_factory=list)
+    # Made when first needed (most sockets idle; tens of thousands per process):
+    held_all: list[tuple[str, int, str]] | None = None  # live events while the catch-up plans
+    typing: dict[str, trio.CancelScope] | None = None  # chat -> its typing expiry
     closed: trio.Event = field(default_factory=trio.Event)
     nursery: trio.Nursery | None = None  # the connection's own, for its background tasks
-    typing: dict[str, trio.CancelScope] = field(default_factory=dict)
-    watching: set[str] = field(default_factory=set)  # chats with a gap watcher running
-    synced: set[str] = field(default_factory=set)  # chats caught up since connect (sync_done sent)
     on_gap: Callable[[Connection, str], None] | None = None
     reading: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's frame loop
     alive: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's task, until close
-    next_ping: float = field(default=math.inf, init=False)  # trio time; inf: none due (SocketTimers)
+    # Keepalive (SocketTimers), trio time: the next ping; the pong awaited by then (inf: none).
+    ping_due: float = field(default=math.inf, init=False)
+    pong_due: float = field(default=math.inf, init=False)
+    pong_queued: bool = field(default=False, init=False)  # in SocketTimers' pong queue
     close_code: int = field(default=1000, init=False)
     close_reason: str = field(default="", init=False)
     _outbox: Outbox = field(init=False)
@@ -80,6 +82,8 @@ class Connection:
     def deliver(self, chat_id: str, seq: int, text: str) -> None:
         """A live event: written now, held (catch-up running) or dropped (already sent)."""
         if self.catching_up_all:
+            if self.held_all is None:
+                self.held_all = []
             self.held_all.append((chat_id, seq, text))
             return
         self.write_in_order(chat_id, seq, text)
@@ -93,9 +97,9 @@ class Connection:
     def watch(self, chat_id: str) -> None:
         """Start filling a gap (or settling a new chat) unless that is already under way."""
         order = self.chats.get(chat_id)
-        if order and order.held and not order.catching_up and chat_id not in self.watching \
+        if order and order.held and not order.catching_up and not order.watching \
                 and self.on_gap is not None:
-            self.watching.add(chat_id)
+            order.watching = True
             self.on_gap(self, chat_id)
 
     def order(self, chat_id: str) -> ChatOrder:
@@ -106,7 +110,7 @@ class Connection:
 
     def release_held_all(self) -> None:
         self.catching_up_all = False
-        held, self.held_all = self.held_all, []
+        held, self.held_all = self.held_all or (), None
         for chat_id, seq, text in held:
             self.deliver(chat_id, seq, text)
 

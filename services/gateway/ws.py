@@ -144,20 +144,34 @@ class WebSocketEdge:
 
     async def _reader(self, conn: Connection) -> None:
         """Take frames until the client closes or the gateway goes away; going away, the
-        frames already taken are answered first, then the socket closes with 1001."""
-        limiter: trio.CapacityLimiter | None = None  # made at the first frame: most sockets idle
-        async with trio.open_nursery() as nursery:
-            with conn.reading:
-                try:
-                    while True:
-                        text = await conn.ws.get_message()
-                        limiter = limiter or trio.CapacityLimiter(self.config.sends_in_flight)
-                        await limiter.acquire_on_behalf_of(token := object())
-                        nursery.start_soon(self._one_frame, conn, text, limiter, token)
-                except ConnectionClosed:
-                    conn.close(1000, "client closed")
+        frames already taken are answered first, then the socket closes with 1001. Most
+        sockets are idle: the nursery and limiter for their frames come with the first."""
+        first = await self._first_frame(conn)
+        if first is not None:
+            limiter = trio.CapacityLimiter(self.config.sends_in_flight)
+            async with trio.open_nursery() as nursery:
+                taken, conn.reading = conn.reading, trio.CancelScope()  # a scope is entered once
+                if taken.cancel_called:  # going away as the first frame came in
+                    conn.reading.cancel()
+                with conn.reading:
+                    try:
+                        text = first
+                        while True:
+                            await limiter.acquire_on_behalf_of(token := object())
+                            nursery.start_soon(self._one_frame, conn, text, limiter, token)
+                            text = await conn.ws.get_message()
+                    except ConnectionClosed:
+                        conn.close(1000, "client closed")
         if conn.reading.cancelled_caught:
             conn.finish(CLOSE_GOING_AWAY, "server going away")
+
+    async def _first_frame(self, conn: Connection) -> str | bytes | None:
+        with conn.reading:
+            try:
+                return await conn.ws.get_message()
+            except ConnectionClosed:
+                conn.close(1000, "client closed")
+        return None
 
     async def _one_frame(self, conn: Connection, text: str | bytes, limiter: trio.CapacityLimiter,
                          token: object) -> None:
