@@ -29,6 +29,7 @@ CLOSE_KEEPALIVE_TIMEOUT = 4409
 CLOSE_GOING_AWAY = 1001
 FINISH_FRAME_S = 2.0  # after a close, for the frame being written to get out whole
 FRAME_SEND_LIMIT_S = 30.0  # a peer that takes no whole frame for this long is not reading
+WRITER_LINGER_S = 5.0  # a writer task outlives its last frame this long
 # Stands in the order for an event the device already holds (its own message, acked):
 # it advances the chat's order like any event but is never written.
 ALREADY_HELD = "\x00held"
@@ -48,8 +49,7 @@ class Connection:
     closed: trio.Event = field(default_factory=trio.Event)
     nursery: trio.Nursery | None = None  # the connection's own, for its background tasks
     on_gap: Callable[[Connection, str], None] | None = None
-    reading: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's frame loop
-    alive: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's task, until close
+    reading: trio.CancelScope | None = None  # the reader's frame loop, from the first frame on
     # Keepalive (SocketTimers), trio time: the next ping; the pong awaited by then (inf: none).
     ping_due: float = field(default=math.inf, init=False)
     pong_due: float = field(default=math.inf, init=False)
@@ -58,6 +58,7 @@ class Connection:
     close_reason: str = field(default="", init=False)
     _outbox: Outbox = field(init=False)
     _sending: trio.CancelScope | None = field(default=None, init=False)
+    _writing: bool = field(default=False, init=False)  # a writer task runs
 
     def __post_init__(self) -> None:
         self._outbox = Outbox(self.queue_size)
@@ -76,7 +77,9 @@ class Connection:
     def send_text(self, text: str) -> None:
         if text is ALREADY_HELD:
             return
-        if not self._outbox.put(text) and not self._outbox.closed:
+        if self._outbox.put(text):
+            self.start_writer()
+        elif not self._outbox.closed:
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
 
     def deliver(self, chat_id: str, seq: int, text: str) -> None:
@@ -120,31 +123,64 @@ class Connection:
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
             self._outbox.close()
+            self.start_writer()
 
     def close(self, code: int, reason: str) -> None:
+        """Close now: the connection's tasks (its reader among them) are cancelled."""
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
             self.closed.set()
-            self.alive.cancel()
+            if self.nursery is not None:
+                self.nursery.cancel_scope.cancel()
             if self._sending is not None:
                 self._sending.deadline = min(self._sending.deadline, trio.current_time() + FINISH_FRAME_S)
 
+    def start_writer(self) -> None:
+        """A writer task while there is something to write (or a queue to finish): an idle
+        socket has none; one lingers WRITER_LINGER_S after its last frame, so a busy socket
+        keeps its writer rather than starting one per frame."""
+        if self._writing or self.nursery is None or self.closed.is_set() \
+                or not (self._outbox or self._outbox.closed):
+            return
+        self._writing = True
+        try:
+            self.nursery.start_soon(self.writer)
+        except RuntimeError:  # the socket's tasks already ended
+            self._writing = False
+
     async def writer(self) -> None:
-        """Drain the outbound queue into the socket until the socket or queue closes.
+        """Drain the outbound queue into the socket until the socket or queue closes, or
+        nothing came for WRITER_LINGER_S.
 
         A frame once started is not cancelled with the connection but given FINISH_FRAME_S
         to get out: a frame cut in half would garble the close frame (4408 …) after it."""
+        self._writing = True
         try:
-            while (text := await self._outbox.get()) is not None:
-                if self.closed.is_set():  # closed, not finished: nothing more is written
-                    return
-                if not await self._write_queued(text):  # cut: nothing after it could be read
-                    self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
-                    return
+            if not await self._drain():
+                return
         except ConnectionClosed:
             self.close(1006, "socket closed")
             return
+        finally:
+            self._writing = False
+            self.start_writer()  # a frame queued as this one stopped lingering
         self.close(self.close_code, self.close_reason)  # finish(): the queue is written
+
+    async def _drain(self) -> bool:
+        """Write what comes; True once the queue is finished and written, False when the
+        writer stops before that (lingered out, closed, or a frame was cut)."""
+        while True:
+            with trio.move_on_after(WRITER_LINGER_S) as lingering:
+                text = await self._outbox.get()
+            if lingering.cancelled_caught:  # idle: the next frame starts a writer again
+                return False
+            if text is None:
+                return True
+            if self.closed.is_set():  # closed, not finished: nothing more is written
+                return False
+            if not await self._write_queued(text):  # cut: nothing after it could be read
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
+                return False
 
     async def _write_queued(self, text: str) -> bool:
         """Write ``text`` and the frames queued behind it under one shielded scope (a fan-out

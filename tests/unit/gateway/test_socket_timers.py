@@ -32,8 +32,14 @@ def socket(peer: Peer, expires_in: float = 3600) -> Connection:
 
 
 async def watched(timers: SocketTimers, conn: Connection, nursery: trio.Nursery) -> None:
-    conn.nursery = nursery
-    timers.watch(conn)
+    """Watch ``conn``, with a nursery of its own as in the gateway (closing cancels it)."""
+    async def run(task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as own:
+            conn.nursery = own
+            timers.watch(conn)
+            task_status.started()
+            await trio.sleep_forever()
+    await nursery.start(run)
 
 
 async def test_a_peer_that_never_pongs_is_closed_with_4409() -> None:
