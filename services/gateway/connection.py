@@ -156,15 +156,17 @@ class Connection:
         to get out: a frame cut in half would garble the close frame (4408 …) after it."""
         self._writing = True
         try:
-            if not await self._drain():
-                return
+            finished: bool | None = await self._drain()
         except ConnectionClosed:
-            self.close(1006, "socket closed")
-            return
-        finally:
+            finished = None
+        finally:  # cancelled too: the connection's tasks are ending
             self._writing = False
+        if finished is None:
+            self.close(1006, "socket closed")
+        elif finished:
+            self.close(self.close_code, self.close_reason)  # finish(): the queue is written
+        else:
             self.start_writer()  # a frame queued as this one stopped lingering
-        self.close(self.close_code, self.close_reason)  # finish(): the queue is written
 
     async def _drain(self) -> bool:
         """Write what comes; True once the queue is finished and written, False when the
