@@ -1,7 +1,8 @@
 """The gateway's own cost of idle sockets, without the rest of the stack.
 
     python -m bench.load.idle_gateway [--sockets N] [--warmup N] [--ping-interval S]
-                                      [--hold S] [--tracemalloc] [--top N]
+                                      [--hold S] [--tracemalloc] [--top N] [--profile]
+                                      [--profile-open] [--sort KEY] [--gc-threshold A B C]
 
 One gateway edge (``WebSocketEdge``: the real handshake, connection, reader, writer,
 catch-up and keepalive code) in this process, with real token verification (Ed25519) but
@@ -13,7 +14,10 @@ opened after ``--warmup`` already are:
   socket by source line (tracemalloc's own overhead inflates RSS then: read one or the other);
 - gateway CPU per handshake while they open, and handshakes/s;
 - gateway CPU per keepalive ping while ``--hold`` seconds pass with every socket pinged each
-  ``--ping-interval``, and CPU s/s then.
+  ``--ping-interval``, and CPU s/s then, with the garbage collector's share (wall time, so
+  inflated on a busy machine). ``--profile`` / ``--profile-open``: cProfile of either phase.
+Run it from another checkout's directory to measure that code (``-m`` puts the current
+directory first on the path): same command, same machine, alternating, for a ratio.
 """
 
 from __future__ import annotations
