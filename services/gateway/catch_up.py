@@ -47,7 +47,7 @@ class CatchUp:
         for chat in plan["chats"]:
             conn.order(chat["chat_id"]).start_at(chat["after_seq"])
             if chat["last_seq"] <= chat["after_seq"]:
-                conn.synced.add(chat["chat_id"])  # nothing to catch up: live already
+                conn.order(chat["chat_id"]).synced = True  # nothing to catch up: live already
         for chat in behind:
             conn.order(chat["chat_id"]).catching_up = True
         conn.release_held_all()
@@ -78,7 +78,8 @@ class CatchUp:
             except NatterjackError:
                 continue
             for chat in plan["chats"]:
-                if chat["chat_id"] not in conn.synced:  # unknown to the first plan: same treatment
+                known = conn.chats.get(chat["chat_id"])
+                if known is None or not known.synced:  # unknown to the first plan: same treatment
                     await self.catch_up_chat(conn, chat["chat_id"], chat["after_seq"], chat["last_seq"])
                     continue
                 order = conn.order(chat["chat_id"])
@@ -99,12 +100,12 @@ class CatchUp:
             for text in order.finish_catch_up():
                 conn.send_text(text)
             conn.watch(chat_id)
-        conn.synced.add(chat_id)
+        order.synced = True
         conn.send_frame({"type": "sync_done", "chat_id": chat_id, "last_seq": order.delivered})
 
     def start_gap_watch(self, conn: Connection, chat_id: str) -> None:
         if conn.nursery is None:
-            conn.watching.discard(chat_id)
+            conn.order(chat_id).watching = False
             return
         conn.nursery.start_soon(self.fill_gap, conn, chat_id)
 
@@ -135,7 +136,7 @@ class CatchUp:
                 elif order.held:
                     await trio.sleep(GAP_RETRY_S)
         finally:
-            conn.watching.discard(chat_id)
+            order.watching = False
 
     async def _fetch_gap(self, conn: Connection, chat_id: str, after: int, before: int) -> None:
         try:

@@ -29,6 +29,7 @@ CLOSE_KEEPALIVE_TIMEOUT = 4409
 CLOSE_GOING_AWAY = 1001
 FINISH_FRAME_S = 2.0  # after a close, for the frame being written to get out whole
 FRAME_SEND_LIMIT_S = 30.0  # a peer that takes no whole frame for this long is not reading
+WRITER_LINGER_S = 5.0  # a writer task outlives its last frame this long
 # Stands in the order for an event the device already holds (its own message, acked):
 # it advances the chat's order like any event but is never written.
 ALREADY_HELD = "\x00held"
@@ -42,20 +43,22 @@ class Connection:
     connection_id: str = field(default_factory=ids.new_id)
     chats: dict[str, ChatOrder] = field(default_factory=dict)
     catching_up_all: bool = True
-    held_all: list[tuple[str, int, str]] = field(default_factory=list)
+    # Made when first needed (most sockets idle; tens of thousands per process):
+    held_all: list[tuple[str, int, str]] | None = None  # live events while the catch-up plans
+    typing: dict[str, trio.CancelScope] | None = None  # chat -> its typing expiry
     closed: trio.Event = field(default_factory=trio.Event)
     nursery: trio.Nursery | None = None  # the connection's own, for its background tasks
-    typing: dict[str, trio.CancelScope] = field(default_factory=dict)
-    watching: set[str] = field(default_factory=set)  # chats with a gap watcher running
-    synced: set[str] = field(default_factory=set)  # chats caught up since connect (sync_done sent)
     on_gap: Callable[[Connection, str], None] | None = None
-    reading: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's frame loop
-    alive: trio.CancelScope = field(default_factory=trio.CancelScope)  # the reader's task, until close
-    next_ping: float = field(default=math.inf, init=False)  # trio time; inf: none due (SocketTimers)
+    reading: trio.CancelScope | None = None  # the reader's frame loop, from the first frame on
+    # Keepalive (SocketTimers), trio time: the next ping; the pong awaited by then (inf: none).
+    ping_due: float = field(default=math.inf, init=False)
+    pong_due: float = field(default=math.inf, init=False)
+    pong_queued: bool = field(default=False, init=False)  # in SocketTimers' pong queue
     close_code: int = field(default=1000, init=False)
     close_reason: str = field(default="", init=False)
     _outbox: Outbox = field(init=False)
     _sending: trio.CancelScope | None = field(default=None, init=False)
+    _writing: bool = field(default=False, init=False)  # a writer task runs
 
     def __post_init__(self) -> None:
         self._outbox = Outbox(self.queue_size)
@@ -74,12 +77,16 @@ class Connection:
     def send_text(self, text: str) -> None:
         if text is ALREADY_HELD:
             return
-        if not self._outbox.put(text) and not self._outbox.closed:
+        if self._outbox.put(text):
+            self.start_writer()
+        elif not self._outbox.closed:
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
 
     def deliver(self, chat_id: str, seq: int, text: str) -> None:
         """A live event: written now, held (catch-up running) or dropped (already sent)."""
         if self.catching_up_all:
+            if self.held_all is None:
+                self.held_all = []
             self.held_all.append((chat_id, seq, text))
             return
         self.write_in_order(chat_id, seq, text)
@@ -93,9 +100,9 @@ class Connection:
     def watch(self, chat_id: str) -> None:
         """Start filling a gap (or settling a new chat) unless that is already under way."""
         order = self.chats.get(chat_id)
-        if order and order.held and not order.catching_up and chat_id not in self.watching \
+        if order and order.held and not order.catching_up and not order.watching \
                 and self.on_gap is not None:
-            self.watching.add(chat_id)
+            order.watching = True
             self.on_gap(self, chat_id)
 
     def order(self, chat_id: str) -> ChatOrder:
@@ -106,7 +113,7 @@ class Connection:
 
     def release_held_all(self) -> None:
         self.catching_up_all = False
-        held, self.held_all = self.held_all, []
+        held, self.held_all = self.held_all or (), None
         for chat_id, seq, text in held:
             self.deliver(chat_id, seq, text)
 
@@ -116,31 +123,66 @@ class Connection:
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
             self._outbox.close()
+            self.start_writer()
 
     def close(self, code: int, reason: str) -> None:
+        """Close now: the connection's tasks (its reader among them) are cancelled."""
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
             self.closed.set()
-            self.alive.cancel()
+            if self.nursery is not None:
+                self.nursery.cancel_scope.cancel()
             if self._sending is not None:
                 self._sending.deadline = min(self._sending.deadline, trio.current_time() + FINISH_FRAME_S)
 
+    def start_writer(self) -> None:
+        """A writer task while there is something to write (or a queue to finish): an idle
+        socket has none; one lingers WRITER_LINGER_S after its last frame, so a busy socket
+        keeps its writer rather than starting one per frame."""
+        if self._writing or self.nursery is None or self.closed.is_set() \
+                or not (self._outbox or self._outbox.closed):
+            return
+        self._writing = True
+        try:
+            self.nursery.start_soon(self.writer)
+        except RuntimeError:  # the socket's tasks already ended
+            self._writing = False
+
     async def writer(self) -> None:
-        """Drain the outbound queue into the socket until the socket or queue closes.
+        """Drain the outbound queue into the socket until the socket or queue closes, or
+        nothing came for WRITER_LINGER_S.
 
         A frame once started is not cancelled with the connection but given FINISH_FRAME_S
         to get out: a frame cut in half would garble the close frame (4408 …) after it."""
+        self._writing = True
         try:
-            while (text := await self._outbox.get()) is not None:
-                if self.closed.is_set():  # closed, not finished: nothing more is written
-                    return
-                if not await self._write_queued(text):  # cut: nothing after it could be read
-                    self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
-                    return
+            finished: bool | None = await self._drain()
         except ConnectionClosed:
+            finished = None
+        finally:  # cancelled too: the connection's tasks are ending
+            self._writing = False
+        if finished is None:
             self.close(1006, "socket closed")
-            return
-        self.close(self.close_code, self.close_reason)  # finish(): the queue is written
+        elif finished:
+            self.close(self.close_code, self.close_reason)  # finish(): the queue is written
+        else:
+            self.start_writer()  # a frame queued as this one stopped lingering
+
+    async def _drain(self) -> bool:
+        """Write what comes; True once the queue is finished and written, False when the
+        writer stops before that (lingered out, closed, or a frame was cut)."""
+        while True:
+            with trio.move_on_after(WRITER_LINGER_S) as lingering:
+                text = await self._outbox.get()
+            if lingering.cancelled_caught:  # idle: the next frame starts a writer again
+                return False
+            if text is None:
+                return True
+            if self.closed.is_set():  # closed, not finished: nothing more is written
+                return False
+            if not await self._write_queued(text):  # cut: nothing after it could be read
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
+                return False
 
     async def _write_queued(self, text: str) -> bool:
         """Write ``text`` and the frames queued behind it under one shielded scope (a fan-out

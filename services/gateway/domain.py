@@ -69,7 +69,7 @@ def token_from(path: str, headers: list[tuple[bytes, bytes]]) -> str | None:
     return tokens[0] if tokens else None
 
 
-@dataclass
+@dataclass(slots=True)
 class ChatOrder:
     """What one socket has been sent of one chat, so it sees each event once, in seq order.
 
@@ -83,6 +83,8 @@ class ChatOrder:
     delivered: int = 0
     known: bool = False
     catching_up: bool = False
+    synced: bool = False  # caught up since connect (sync_done sent, or nothing was behind)
+    watching: bool = False  # a gap watcher runs for it
     held: dict[int, Any] = field(default_factory=dict)
 
     def start_at(self, seq: int) -> None:

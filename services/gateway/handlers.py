@@ -27,18 +27,21 @@ FrameHandler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any] |
 
 
 class Hub:
-    """The sockets this gateway holds, by user."""
+    """The sockets this gateway holds, by user (a list: a user has a few devices, and a
+    one-socket list is a quarter of a one-socket set)."""
 
     def __init__(self) -> None:
-        self.by_user: dict[str, set[Connection]] = {}
+        self.by_user: dict[str, list[Connection]] = {}
 
     def add(self, conn: Connection) -> None:
-        self.by_user.setdefault(conn.user_id, set()).add(conn)
+        conns = self.by_user.setdefault(conn.user_id, [])
+        if conn not in conns:
+            conns.append(conn)
 
     def remove(self, conn: Connection) -> None:
         conns = self.by_user.get(conn.user_id)
-        if conns is not None:
-            conns.discard(conn)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
             if not conns:
                 del self.by_user[conn.user_id]
 
@@ -142,18 +145,21 @@ class FrameHandlers:
         """Typing is ephemeral: relayed, never stored; a start not refreshed within
         TYPING_EXPIRY_S ends by itself, so a client that vanishes mid-word stops "typing"."""
         chat_id, typing = frame["chat_id"], frame["type"] == "start_typing"
-        previous = conn.typing.pop(chat_id, None)
+        previous = conn.typing.pop(chat_id, None) if conn.typing else None
         if previous is not None:
             previous.cancel()
         await self._relay_typing(conn, chat_id, typing)
         if typing and conn.nursery is not None:
+            if conn.typing is None:
+                conn.typing = {}
             scope = conn.typing[chat_id] = trio.CancelScope()
             conn.nursery.start_soon(self._expire_typing, conn, chat_id, scope)
 
     async def _expire_typing(self, conn: Connection, chat_id: str, scope: trio.CancelScope) -> None:
         with scope:
             await trio.sleep(TYPING_EXPIRY_S)
-            conn.typing.pop(chat_id, None)
+            if conn.typing:
+                conn.typing.pop(chat_id, None)
             with contextlib.suppress(NatterjackError):
                 await self._relay_typing(conn, chat_id, False)
 

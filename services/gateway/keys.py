@@ -11,7 +11,7 @@ import trio
 from libs import rpc
 from libs.bus import Bus
 from libs.errors import Unauthenticated
-from libs.tokens import Claims, Verifier
+from libs.tokens import Claims, TokenExpired, Verifier
 
 REFETCH_INTERVAL_S = 5.0
 
@@ -30,10 +30,22 @@ class KeyRing:
         self._fetched_at = trio.current_time()
 
     async def verify(self, token: str) -> Claims:
-        kid = Verifier.kid_of(token)
-        if not self.verifier.knows(kid) and trio.current_time() - self._fetched_at > REFETCH_INTERVAL_S:
+        """The token's claims. Its key is looked up only when verifying fails (each look
+        parses the token again, a good part of a handshake's CPU)."""
+        try:
+            claims = self.verifier.verify(token)
+        except TokenExpired:
+            raise
+        except Unauthenticated:
+            if not self._may_refetch(token):
+                raise
             await self.refresh()
-        claims = self.verifier.verify(token)
+            claims = self.verifier.verify(token)
         if claims.session_id in self.revoked_sessions:
             raise Unauthenticated("session ended")
         return claims
+
+    def _may_refetch(self, token: str) -> bool:
+        """Signed by a key we do not know (a new one, rolled out), and not asked lately."""
+        kid = Verifier.kid_of(token)
+        return not self.verifier.knows(kid) and trio.current_time() - self._fetched_at > REFETCH_INTERVAL_S

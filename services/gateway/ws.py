@@ -80,24 +80,27 @@ class WebSocketEdge:
             logger.exception("gateway.connection_failed", user_id=conn.user_id)
 
     async def run_connection(self, conn: Connection) -> None:
-        """Two tasks a socket: this one reads frames, the writer drains the outbound
-        queue; the catch-up runs beside them for the first seconds. Pings and token
-        expiry come from the gateway's SocketTimers."""
+        """One task a socket while it is idle: this one, reading frames. A writer drains
+        the outbound queue while there is something to write; the catch-up runs beside
+        them for the first seconds. Pings and token expiry come from the gateway's
+        SocketTimers. conn.close() cancels the connection's nursery, this task's reading
+        with it."""
         self.hub.add(conn)
         metrics.CONNECTIONS.inc()
-        if not self.accepting:  # accepted just before going away
-            conn.reading.cancel()
         try:
             await self._came_online(conn)
             async with trio.open_nursery() as nursery:
                 conn.nursery = nursery
                 try:
-                    nursery.start_soon(conn.writer)
+                    if conn.closed.is_set():  # closed before it had tasks (session ended …)
+                        nursery.cancel_scope.cancel()
+                    if not self.accepting:  # accepted just before going away
+                        conn.finish(CLOSE_GOING_AWAY, "server going away")
+                    conn.start_writer()  # frames queued while it came online
                     nursery.start_soon(self.frames.catch_up.on_connect, conn)
                     self.timers.watch(conn)
-                    with conn.alive:  # cancelled by conn.close()
-                        await self._reader(conn)
-                        await conn.closed.wait()
+                    await self._reader(conn)
+                    await conn.closed.wait()
                 finally:
                     # Before the nursery closes: a delivery must not start a task in it then.
                     self.hub.remove(conn)
@@ -144,16 +147,24 @@ class WebSocketEdge:
 
     async def _reader(self, conn: Connection) -> None:
         """Take frames until the client closes or the gateway goes away; going away, the
-        frames already taken are answered first, then the socket closes with 1001."""
-        limiter: trio.CapacityLimiter | None = None  # made at the first frame: most sockets idle
+        frames already taken are answered first, then the socket closes with 1001. Most
+        sockets are idle: the nursery, limiter and cancel scope for their frames come with
+        the first (until then going away finishes the socket straight away)."""
+        try:
+            text = await conn.ws.get_message()
+        except ConnectionClosed:
+            conn.close(1000, "client closed")
+            return
+        if not self.accepting:  # going away as it came: finished already
+            return
+        limiter = trio.CapacityLimiter(self.config.sends_in_flight)
         async with trio.open_nursery() as nursery:
-            with conn.reading:
+            with trio.CancelScope() as conn.reading:
                 try:
                     while True:
-                        text = await conn.ws.get_message()
-                        limiter = limiter or trio.CapacityLimiter(self.config.sends_in_flight)
                         await limiter.acquire_on_behalf_of(token := object())
                         nursery.start_soon(self._one_frame, conn, text, limiter, token)
+                        text = await conn.ws.get_message()
                 except ConnectionClosed:
                     conn.close(1000, "client closed")
         if conn.reading.cancelled_caught:
@@ -191,4 +202,7 @@ class WebSocketEdge:
         possibly elsewhere) once the frames it already took are answered."""
         self.accepting = False
         for conn in self.hub.all():
-            conn.reading.cancel()
+            if conn.reading is None:  # no frame taken yet: nothing to answer first
+                conn.finish(CLOSE_GOING_AWAY, "server going away")
+            else:
+                conn.reading.cancel()

@@ -40,11 +40,20 @@ class SlowHistory:
         return Reply(orjson.dumps({"ok": page}))
 
 
+class Socket:
+    """Takes every frame the connection's writer writes."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_message(self, text: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sent.append(text)
+
+
 def _written(conn: Connection) -> list[int]:
-    seqs = []
-    while (text := conn._outbox.get_nowait()) is not None:
-        seqs.append(orjson.loads(text)["seq"])
-    return seqs
+    sent, conn.ws.sent = conn.ws.sent, []  # type: ignore[attr-defined]
+    return [orjson.loads(text)["seq"] for text in sent]
 
 
 def _live(seq: int) -> str:
@@ -58,7 +67,7 @@ async def test_a_gap_that_opens_while_another_is_filled_gets_its_own_whole_wait(
     # before 14 (once, the watcher's wait counted from t=0 and skipped 13 at t=30).
     bus = SlowHistory({11: 20.0, 13: 40.0})
     handlers = FrameHandlers(config.load({"NJ_GATEWAY_GAP_WAIT_S": str(GAP_WAIT_S)}), bus)  # type: ignore[arg-type]
-    conn = Connection(ws=None, claims=Claims("u1", "d1", "s1", 2**40), queue_size=64,  # type: ignore[arg-type]
+    conn = Connection(ws=Socket(), claims=Claims("u1", "d1", "s1", 2**40), queue_size=64,  # type: ignore[arg-type]
                       on_gap=handlers.catch_up.start_gap_watch)
     conn.order("c1").start_at(10)
     conn.release_held_all()
@@ -75,7 +84,7 @@ async def test_a_gap_that_opens_while_another_is_filled_gets_its_own_whole_wait(
 async def test_a_seq_nobody_stores_is_skipped_after_the_gap_wait(autojump_clock: Any):
     bus = SlowHistory({})
     handlers = FrameHandlers(config.load({"NJ_GATEWAY_GAP_WAIT_S": str(GAP_WAIT_S)}), bus)  # type: ignore[arg-type]
-    conn = Connection(ws=None, claims=Claims("u1", "d1", "s1", 2**40), queue_size=64,  # type: ignore[arg-type]
+    conn = Connection(ws=Socket(), claims=Claims("u1", "d1", "s1", 2**40), queue_size=64,  # type: ignore[arg-type]
                       on_gap=handlers.catch_up.start_gap_watch)
     conn.order("c1").start_at(10)
     conn.release_held_all()

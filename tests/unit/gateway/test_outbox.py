@@ -94,3 +94,31 @@ async def test_no_frame_starts_after_a_close() -> None:
         await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
     assert ws.sent == ["f0"]  # the frame in hand got out whole, nothing after it
+
+
+async def test_a_writer_runs_only_while_there_is_something_to_write(autojump_clock) -> None:
+    from services.gateway.connection import WRITER_LINGER_S
+    ws = RecordingSocket()
+    conn = connection(ws)
+    async with trio.open_nursery() as nursery:
+        conn.nursery = nursery
+        await trio.sleep(1)
+        assert not nursery.child_tasks  # idle: no writer
+        conn.send_text("a")
+        await trio.sleep(1)
+        assert ws.sent == ["a"] and len(nursery.child_tasks) == 1  # lingers
+        await trio.sleep(WRITER_LINGER_S)
+        assert not nursery.child_tasks
+        conn.send_text("b")
+        conn.finish(1001, "going away")
+        await conn.closed.wait()
+    assert ws.sent == ["a", "b"] and conn.close_code == 1001
+
+
+async def test_finishing_an_idle_socket_closes_it(autojump_clock) -> None:
+    conn = connection(RecordingSocket())
+    async with trio.open_nursery() as nursery:
+        conn.nursery = nursery
+        conn.finish(1001, "going away")
+        await conn.closed.wait()
+    assert conn.close_code == 1001

@@ -32,8 +32,14 @@ def socket(peer: Peer, expires_in: float = 3600) -> Connection:
 
 
 async def watched(timers: SocketTimers, conn: Connection, nursery: trio.Nursery) -> None:
-    conn.nursery = nursery
-    timers.watch(conn)
+    """Watch ``conn``, with a nursery of its own as in the gateway (closing cancels it)."""
+    async def run(task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as own:
+            conn.nursery = own
+            timers.watch(conn)
+            task_status.started()
+            await trio.sleep_forever()
+    await nursery.start(run)
 
 
 async def test_a_peer_that_never_pongs_is_closed_with_4409() -> None:
@@ -91,3 +97,50 @@ async def test_a_closed_socket_is_forgotten_at_its_next_deadline() -> None:
     assert peer.pings == 0 and len(timers) == 0
     del conn
     gc.collect()
+
+
+class Dark(Peer):
+    """Answers pings until ``dark_at`` (trio time), then never again."""
+
+    def __init__(self, dark_at: float):
+        super().__init__(answers=True)
+        self.dark_at = dark_at
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if trio.current_time() >= self.dark_at:
+            await trio.sleep_forever()
+
+
+async def test_a_peer_that_goes_dark_is_closed_within_interval_plus_timeout(autojump_clock) -> None:
+    timers = SocketTimers(ping_interval_s=20, ping_timeout_s=10)
+    peers = [Dark(dark_at=100 + n) for n in range(50)]  # pinged at different phases
+    conns = [socket(peer) for peer in peers]
+    closed_after: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        for conn in conns:
+            await watched(timers, conn, nursery)
+            await trio.sleep(0.37)  # spread the sockets over the interval
+        for conn, peer in zip(conns, peers, strict=True):
+            await conn.closed.wait()
+            closed_after.append(trio.current_time() - peer.dark_at)
+            assert conn.close_code == CLOSE_KEEPALIVE_TIMEOUT
+        nursery.cancel_scope.cancel()
+    assert max(closed_after) <= 20 + 10 + 0.1, max(closed_after)
+    assert all(peer.pings >= 5 for peer in peers)  # pinged every interval while answering
+
+
+async def test_a_pong_in_time_keeps_the_socket_with_a_timeout_longer_than_the_interval(
+        autojump_clock) -> None:
+    timers = SocketTimers(ping_interval_s=5, ping_timeout_s=12)
+    peer = Peer(answers=True)
+    conn = socket(peer)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        await watched(timers, conn, nursery)
+        await trio.sleep(100)
+        nursery.cancel_scope.cancel()
+    assert not conn.closed.is_set()
+    assert 18 <= peer.pings <= 20
+
