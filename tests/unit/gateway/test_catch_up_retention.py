@@ -26,7 +26,7 @@ class HistoryBus:
         self.kept, self.min_seq, self.page_size = kept, min_seq, page_size
         self.asked: list[int] = []
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Reply:
+    async def request(self, subject: str, data: bytes, timeout: float, **_: Any) -> Reply:
         assert subject == "im.history.page"
         after = orjson.loads(data)["after_seq"]
         self.asked.append(after)

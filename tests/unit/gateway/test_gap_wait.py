@@ -27,7 +27,7 @@ class SlowHistory:
     def __init__(self, stored_at: dict[int, float]):
         self.stored_at = stored_at
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Reply:
+    async def request(self, subject: str, data: bytes, timeout: float, **_: Any) -> Reply:
         assert subject == "im.history.page"
         ask = orjson.loads(data)
         now = trio.current_time()
