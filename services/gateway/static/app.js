@@ -97,7 +97,7 @@ async function openChat(chatId) {
   state.openId = chatId;
   stopTyping();
   await loadMembers(chatId);
-  const page = await state.session.call("GET", path("chats", chatId, "messages") + "?limit=50");
+  const page = await newestPage(chatId);
   page.events.forEach((event) => state.chats.add(event));
   await loadPresence(chatId);
   if (state.openId !== chatId) return; // another chat was opened meanwhile
@@ -105,6 +105,22 @@ async function openChat(chatId) {
   drawChats();
   drawChat();
   markRead();
+}
+
+// A chat created a moment ago may not have reached history yet, which answers "unknown
+// chat" (4001) until it has; the router just listed the chat, so wait for history.
+const UNKNOWN_CHAT = 4001;
+const HISTORY_CATCH_UP_TRIES = 40;
+
+async function newestPage(chatId) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await state.session.call("GET", path("chats", chatId, "messages") + "?limit=50");
+    } catch (error) {
+      if (error.code !== UNKNOWN_CHAT || attempt >= HISTORY_CATCH_UP_TRIES) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
 }
 
 async function onNewChat(event) {
