@@ -40,8 +40,8 @@ WebSockets; everything on loopback, every loop bounded in count and time.
    meantime (e.g. a pong later than `NJ_GATEWAY_PING_TIMEOUT_S` on a starved machine) is
    shown as opened but not held.
 3. Group: `bench.fanout.run` on a stack of its own (members in one client process).
-4. History: the figures of the history section above (`bench.history`, 1 M rows; 10 M rows
-   load for hours here, so they are not re-run by this tool).
+4. History: the figures of the history section above (`bench.history`; its 10 M-row load
+   takes about 7 minutes here, so it is not re-run by this tool).
 5. 1,000 pending: `bench.delivery.backlog` (handshake → all held + final ack).
 6. Reconnect: after the steps, every recipient closes; one message is sent into each of
    their chats and acked; then all recipients reconnect, evenly spread over 5 s; the figure
