@@ -54,15 +54,21 @@ async def test_a_peer_that_never_pongs_is_closed_with_4409() -> None:
     assert conn.close_code == CLOSE_KEEPALIVE_TIMEOUT
 
 
-async def test_a_live_peer_is_pinged_every_interval_and_kept() -> None:
-    timers = SocketTimers(ping_interval_s=0.05, ping_timeout_s=0.1)
+async def _answering_peer_after(seconds: float, interval: float, timeout: float) -> tuple[Connection, Peer]:
+    """A socket whose peer answers every ping, watched for ``seconds``."""
+    timers = SocketTimers(ping_interval_s=interval, ping_timeout_s=timeout)
     peer = Peer(answers=True)
     conn = socket(peer)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(timers.run)
         await watched(timers, conn, nursery)
-        await trio.sleep(0.5)
+        await trio.sleep(seconds)
         nursery.cancel_scope.cancel()
+    return conn, peer
+
+
+async def test_a_live_peer_is_pinged_every_interval_and_kept() -> None:
+    conn, peer = await _answering_peer_after(0.5, interval=0.05, timeout=0.1)
     assert not conn.closed.is_set()
     assert 4 <= peer.pings <= 11
 
@@ -133,14 +139,7 @@ async def test_a_peer_that_goes_dark_is_closed_within_interval_plus_timeout(auto
 
 async def test_a_pong_in_time_keeps_the_socket_with_a_timeout_longer_than_the_interval(
         autojump_clock) -> None:
-    timers = SocketTimers(ping_interval_s=5, ping_timeout_s=12)
-    peer = Peer(answers=True)
-    conn = socket(peer)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(timers.run)
-        await watched(timers, conn, nursery)
-        await trio.sleep(100)
-        nursery.cancel_scope.cancel()
+    conn, peer = await _answering_peer_after(100, interval=5, timeout=12)
     assert not conn.closed.is_set()
     assert 18 <= peer.pings <= 20
 
